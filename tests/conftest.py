@@ -1,0 +1,45 @@
+"""Shared test set-up: markers that skip what this machine cannot run, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    has_slurm = os.environ.get("VIRTUE_SLURM") == "1"
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(pytest.mark.skip(reason="needs CUDA"))
+        if "slurm" in item.keywords and not has_slurm:
+            item.add_marker(pytest.mark.skip(reason="needs the local Slurm cluster (scripts/slurm-cluster.sh up)"))
+
+
+@pytest.fixture
+def run_cli():
+    """Run the real `virtue` entry point in a subprocess; returns CompletedProcess (text)."""
+
+    def run(*args: str, cwd: str | Path = ROOT, env: dict | None = None, timeout: float = 600):
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        return subprocess.run(
+            [sys.executable, "-m", "virtue.cli.main", *map(str, args)],
+            cwd=cwd,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

@@ -1,0 +1,1 @@
+"""The `virtue` command: one thin module per command group."""

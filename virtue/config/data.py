@@ -1,0 +1,26 @@
+"""`data:` - where datasets live, how the synthetic benchmark is generated, which visual prompt is used."""
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import Section
+
+
+class SynthConfig(Section):
+    seed: int = 0
+    image_size: int = Field(96, ge=32, description="side of the square synthetic images, pixels")
+    scar_train_per_subset: int = Field(2000, ge=1)
+    scar_eval_per_subset: int = Field(200, ge=1)
+    mmeb_train_per_task: int = Field(500, ge=1)
+    mmeb_eval_per_task: int = Field(100, ge=1)
+
+
+class DataConfig(Section):
+    root: str = Field("data", description="raw data root (relative to the workspace), tracked by data.dvc")
+    scar_dir: str = Field("data/scar-synth", description="SCaR folder: train/eval parquet files + images")
+    mmeb_dir: str = Field("data/mmeb-synth", description="MMEB folder: train/eval parquet files + images")
+    image_root: str | None = Field(None, description="image paths are relative to this (default: the set's folder)")
+    prompt: Literal["box", "mask", "points", "none"] = Field("box", description="visual prompt given to SCaR queries")
+    skip_invalid: bool = Field(False, description="skip invalid rows (and report the count) instead of failing")
+    synth: SynthConfig = Field(default_factory=SynthConfig)

@@ -1,0 +1,60 @@
+"""`model:` - the embedder: backbones, segmentation stream, connector, adapters, variant."""
+
+import math
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import Section
+
+
+class BackboneConfig(Section):
+    """Where a backbone's weights come from. Exactly one of `path` (a local `save_pretrained` folder or a
+    hub id) and `preset` (a named architecture built with random weights, see virtue.models.presets)."""
+
+    path: str | None = Field(None, description="local save_pretrained folder or hub id")
+    preset: str | None = Field(None, description="named architecture, random init (tests, meta-device builds)")
+    checkpoint: str | None = Field(None, description="Meta sam2 .pt checkpoint (only with the [sam2] extra)")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.path is None) == (self.preset is None):
+            raise ValueError("give exactly one of 'path' and 'preset'")
+        return self
+
+
+class AdapterConfig(Section):
+    kind: Literal["lora", "dora", "none"] = Field("dora", description="low-rank adapters on the LLM")
+    r: int = Field(8, ge=1)
+    alpha: float = Field(64.0, gt=0)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    targets: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"],
+        description="LLM module names that get adapters (the release effectively hits these five)",
+    )
+
+
+class ModelConfig(Section):
+    variant: Literal["virtue", "global", "crop"] = Field(
+        "virtue", description="virtue: segmentation + global; global: VLM2Vec-style; crop: global on the box crop"
+    )
+    vlm: BackboneConfig = Field(default_factory=lambda: BackboneConfig(preset="qwen2vl-tiny"))
+    sam: BackboneConfig = Field(default_factory=lambda: BackboneConfig(preset="sam2-tiny"))
+    seg_tokens: int = Field(256, ge=1, description="|S|: a square whose root divides the SAM map side")
+    connector_depth: int = Field(2, ge=1, le=3, description="Linear layers in the connector MLP")
+    num_points: int = Field(9, ge=1, description="N of the point grid used when there is no user prompt")
+    seg_position: Literal["prefix", "after_image"] = Field(
+        "prefix", description="where the segmentation tokens sit in the LLM sequence (paper: prefix)"
+    )
+    vlm_image_size: int = Field(448, ge=28, description="side of the square image given to the VLM")
+    sam_image_size: int = Field(1024, ge=64, description="side of SAM-2's square input")
+    adapter: AdapterConfig = Field(default_factory=AdapterConfig)
+    official_compat: bool = Field(False, description="reproduce the release's quirks (for its checkpoints)")
+    dtype: Literal["float32", "bfloat16"] = "float32"
+
+    @field_validator("seg_tokens", "num_points")
+    @classmethod
+    def _square(cls, value: int) -> int:
+        if math.isqrt(value) ** 2 != value:
+            raise ValueError("must be a square number")
+        return value

@@ -1,0 +1,21 @@
+"""Where the workspace lives. Everything else asks here instead of guessing from __file__."""
+
+import os
+from pathlib import Path
+
+
+def workspace_root() -> Path:
+    """$VIRTUE_ROOT, else the nearest parent of the working directory with an `experiments/` folder,
+    else the source checkout that holds this package."""
+    env = os.environ.get("VIRTUE_ROOT")
+    if env:
+        return Path(env).resolve()
+    cwd = Path.cwd().resolve()
+    for d in (cwd, *cwd.parents):
+        if (d / "experiments").is_dir() and (d / "pyproject.toml").is_file():
+            return d
+    return Path(__file__).resolve().parent.parent
+
+
+def experiments_dir() -> Path:
+    return workspace_root() / "experiments"
