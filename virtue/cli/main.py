@@ -1,24 +1,29 @@
-"""Entry point of the `virtue` command. Command groups register themselves from COMMAND_MODULES;
-errors meant for users (UserError) become one line on stderr and exit code 2."""
+"""Entry point of the `virtue` command. Every module `virtue/cli/*_cmd.py` is a command group that
+registers itself; errors meant for users (UserError) become one line on stderr and exit code 2."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
+from pathlib import Path
 
 from .. import __version__
 from ..errors import UserError
 
-# Each module defines `register(subparsers)`, which adds its parser(s) and sets `func` on them.
-COMMAND_MODULES = ["config_cmd"]
+
+def command_modules() -> list[str]:
+    """Modules named *_cmd in this package; each defines `register(subparsers)` and sets `func`."""
+    found = pkgutil.iter_modules([str(Path(__file__).parent)])
+    return sorted(m.name for m in found if m.name.endswith("_cmd"))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="virtue", description="VIRTUE Lab: visual-prompt-aware embeddings.")
     parser.add_argument("--version", action="version", version=f"virtue {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in command_modules():
         importlib.import_module(f"{__package__}.{name}").register(sub)
     return parser
 

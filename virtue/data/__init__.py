@@ -1,0 +1,1 @@
+"""Datasets: real-format readers and validation, visual prompts, the synthetic benchmark."""

@@ -1,0 +1,1 @@
+"""Evaluation: encoding, ranking metrics, the SCaR and MMEB protocols."""

@@ -1,0 +1,1 @@
+"""Models: pure nn.Modules and their builders (backbones, segmentation stream, connector, embedder)."""

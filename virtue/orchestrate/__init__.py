@@ -1,0 +1,1 @@
+"""Orchestration: launcher (in-process / local / Slurm), MLflow tracking, Optuna sweeps."""

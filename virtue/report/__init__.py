@@ -1,0 +1,1 @@
+"""Reports: tables (polars), plots (matplotlib), the results page."""

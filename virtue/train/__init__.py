@@ -1,0 +1,1 @@
+"""Training: loss, GradCache, distributed helpers, checkpoints, the loop, backbone pre-training."""
