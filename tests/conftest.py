@@ -12,6 +12,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config):
+    # Two cores, many tests: one intra-op thread keeps timings stable and results identical run to run.
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch
