@@ -28,11 +28,34 @@ class TrainConfig(Section):
 
 
 class PretrainConfig(Section):
-    """Backbone pre-training for the embedded default (no downloadable checkpoints here)."""
+    """Backbone pre-training for the embedded default (no downloadable checkpoints here): the tiny SAM-2 on
+    promptable segmentation of the synthetic scenes, the tiny Qwen2-VL on image-caption alignment."""
 
     seed: int = 0
-    sam_steps: int = Field(400, ge=0)
-    vlm_steps: int = Field(600, ge=0)
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    scenes_dir: str = Field("data/scar-synth", description="folder whose scenes (read_scenes) both stages train on")
     output_dir: str = Field("runs/backbones", description="where the save_pretrained folders go")
+    # SAM-2
+    sam_steps: int = Field(400, ge=0)
+    sam_batch_size: int = Field(32, ge=1)
+    sam_lr: float = Field(1e-3, gt=0)
+    sam_prompts: list[Literal["box", "points"]] = Field(
+        default_factory=lambda: ["box", "points"], min_length=1, description="prompt kinds drawn per sample"
+    )
+    sam_appearance_weight: float = Field(
+        1.0,
+        ge=0,
+        description="weight of the heads that predict the prompted object's colour/shape/size from the mask "
+        "decoder's image-side stream (the features VIRTUE reads); 0 = mask loss only",
+    )
+    sam_eval_scenes: int = Field(200, ge=1, description="held-out scenes (eval split) for the mIoU")
+    # Qwen2-VL
+    vlm_steps: int = Field(600, ge=0)
+    vlm_batch_size: int = Field(32, ge=1)
+    vlm_lr: float = Field(1e-3, gt=0)
+    vlm_temperature: float = Field(0.05, gt=0)
+    vlm_captions: list[Literal["objects", "relation", "region", "scene"]] = Field(
+        default_factory=lambda: ["objects", "relation", "region", "scene"],
+        min_length=1,
+        description="caption kinds drawn per image: colours+shapes, a relation, an object at a place, the scene",
+    )
+    vlm_eval_images: int = Field(200, ge=2, description="held-out images (eval split) for retrieval R@1")
