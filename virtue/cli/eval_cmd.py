@@ -1,0 +1,35 @@
+"""`virtue eval EXPERIMENT --checkpoint PATH [overrides]`: the SCaR and MMEB protocols on a trained embedder,
+run through the configured launcher (in this process, local processes or Slurm)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..config import load_experiment
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a trained embedder on SCaR and MMEB")
+    p.add_argument("experiment", help="name under experiments/ (e.g. tiny) or a YAML path")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. model.variant=crop")
+    p.add_argument("--checkpoint", required=True, help="training run folder or a safetensors file of trained weights")
+    p.add_argument("--out", default=None, help="output folder (default: eval.output_dir)")
+    p.set_defaults(func=_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from ..eval.run import evaluate_job, output_dir
+    from ..orchestrate.launcher import launch
+
+    cfg = load_experiment(args.experiment, args.overrides)
+    out = Path(args.out) if args.out else output_dir(cfg)
+    metrics = launch(evaluate_job, cfg, args.checkpoint, str(out), launcher=cfg.launcher, name=f"eval-{cfg.name}")
+    headline = {}
+    if "scar" in metrics:
+        headline["scar_p@1"] = round(metrics["scar"]["overall"]["hit@1"], 4)
+    if "mmeb" in metrics:
+        headline["mmeb_p@1"] = round(metrics["mmeb"]["overall"], 4)
+    print(json.dumps({"out": str(out), **headline}))
+    return 0

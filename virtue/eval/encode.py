@@ -1,0 +1,85 @@
+"""Encode the sides of a set of evaluation queries once each, in batches, and score every query's candidates.
+
+An encoder is any callable `encode(sides: list[Side]) -> Tensor[N, D]` returning L2-normalised rows; the score
+of a candidate is the cosine similarity, i.e. the dot product of the two embeddings."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data.types import EvalQuery, Side
+from .metrics import gt_rank, kind_wins, ranking
+
+Encoder = Callable[[list[Side]], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    qid: str
+    task: str
+    scores: np.ndarray  # [C] cosine similarity of each candidate, index 0 the ground truth
+    order: np.ndarray  # [C] candidate indices, best first
+    rank: int  # 1-based rank of the ground truth
+    kind_wins: dict[str, bool]  # per distractor kind: GT above all of that kind
+
+    @property
+    def predicted(self) -> int:
+        return int(self.order[0])
+
+
+def embed_sides(
+    sides: Sequence[Side], encode: Encoder, *, batch_size: int, desc: str
+) -> tuple[dict[Side, int], torch.Tensor]:
+    """Deduplicate `sides` (same text, image and prompt -> one row) and encode the distinct ones in batches.
+    Returns (side -> row, Tensor[U, D])."""
+    index: dict[Side, int] = {}
+    for side in sides:
+        index.setdefault(side, len(index))
+    unique = list(index)
+    rows: list[torch.Tensor] = []
+    bar = tqdm(total=len(unique), desc=desc, unit="side", disable=not sys.stderr.isatty(), leave=False)
+    with torch.inference_mode():
+        for start in range(0, len(unique), batch_size):
+            batch = unique[start : start + batch_size]
+            out = encode(batch)
+            if out.ndim != 2 or out.shape[0] != len(batch):
+                raise ValueError(f"encoder returned shape {tuple(out.shape)} for {len(batch)} sides")
+            rows.append(out.detach().to(torch.float32).cpu())
+            bar.update(len(batch))
+    bar.close()
+    matrix = torch.cat(rows) if rows else torch.zeros(0, 0)
+    return index, matrix
+
+
+def score_queries(
+    queries: Sequence[EvalQuery], encode: Encoder, *, batch_size: int, desc: str = ""
+) -> list[QueryResult]:
+    """Rank each query's own candidates by cosine similarity."""
+    # Queries and candidates share one pass: a side embeds the same whichever role it plays.
+    index, emb = embed_sides(
+        [side for q in queries for side in (q.query, *q.candidates)], encode, batch_size=batch_size, desc=desc
+    )
+    results = []
+    for q in queries:
+        if not q.candidates:
+            raise ValueError(f"{q.qid or q.task}: query has no candidates")
+        rows = torch.tensor([index[c] for c in q.candidates])
+        scores = (emb[rows] @ emb[index[q.query]]).numpy().astype(np.float64)  # [C]
+        kinds = q.candidate_kinds
+        results.append(
+            QueryResult(
+                qid=q.qid,
+                task=q.task,
+                scores=scores,
+                order=ranking(scores),
+                rank=gt_rank(scores),
+                kind_wins=kind_wins(scores, kinds) if kinds else {},
+            )
+        )
+    return results
