@@ -1,0 +1,32 @@
+"""An isolated workspace per test: its own mlflow.db, runs/ and reports/, no MLFLOW_TRACKING_URI leaking in."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from virtue.config import ExperimentConfig
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch) -> Path:
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "pyproject.toml").write_text("")
+    monkeypatch.setenv("VIRTUE_ROOT", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def cfg() -> ExperimentConfig:
+    return ExperimentConfig(name="micro")
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import json
+import time
+import warnings
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from virtue.orchestrate.tracking import NullTracker, open_tracker, tracking_uri
+
+from .conftest import closed_port
+
+
+def test_sqlite_default_records_params_metrics_tags_artifacts(workspace, cfg):
+    run_dir = workspace / "runs" / "micro"
+    (run_dir / "note.txt").parent.mkdir(parents=True)
+    (run_dir / "note.txt").write_text("hello")
+    with open_tracker(cfg, run_dir, tags={"data_hash": "abc123"}) as tr:
+        for step in range(3):
+            tr.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+        tr.log_artifact(run_dir / "note.txt")
+        run_id = tr.run_id
+    assert tracking_uri() == f"sqlite:///{workspace / 'mlflow.db'}"
+    assert (workspace / "mlflow.db").is_file() and not (workspace / "mlruns").exists()
+    client = MlflowClient(tracking_uri())
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.lr"] == str(cfg.train.lr) and run.data.params["model.variant"] == "virtue"
+    assert run.data.tags["data_hash"] == "abc123"
+    assert [m.value for m in client.get_metric_history(run_id, "loss")] == pytest.approx([1.0, 0.5, 1 / 3])
+    assert [a.path for a in client.list_artifacts(run_id)] == ["note.txt"]
+    assert list((workspace / "mlartifacts").rglob("note.txt"))
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [0, 1, 2]
+
+
+def test_resume_reattaches_to_the_same_run(workspace, cfg):
+    run_dir = workspace / "runs" / "micro"
+    first = open_tracker(cfg, run_dir)
+    first.log_metrics({"loss": 2.0}, step=0)
+    first.close("KILLED")  # e.g. preempted
+    again = open_tracker(cfg, run_dir)  # same config, same folder: resume
+    assert again.run_id == first.run_id
+    client = MlflowClient(tracking_uri())
+    assert client.get_run(again.run_id).info.status == "RUNNING"
+    again.log_metrics({"loss": 1.0}, step=1)
+    again.close()
+    exp = client.get_experiment_by_name(cfg.tracking.experiment)
+    runs = client.search_runs([exp.experiment_id])
+    assert [r.info.run_id for r in runs] == [first.run_id]
+    assert [m.step for m in client.get_metric_history(first.run_id, "loss")] == [0, 1]
+    # A fresh folder gets a fresh run, and a child run names its parent.
+    child = open_tracker(cfg, workspace / "runs" / "other", parent_run_id=first.run_id)
+    assert child.run_id != first.run_id
+    assert client.get_run(child.run_id).data.tags["mlflow.parentRunId"] == first.run_id
+    child.close()
+
+
+def test_env_uri_overrides_default(workspace, cfg, monkeypatch, tmp_path_factory):
+    other = tmp_path_factory.mktemp("elsewhere") / "t.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other}")
+    with open_tracker(cfg, workspace / "runs" / "x") as tr:
+        tr.log_metrics({"m": 1.0}, step=0)
+    assert other.is_file() and not (workspace / "mlflow.db").exists()
+
+
+def test_unreachable_server_warns_once_and_keeps_metrics_locally(workspace, cfg, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{closed_port()}")
+    run_dir = workspace / "runs" / "micro"
+    start = time.monotonic()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tr = open_tracker(cfg, run_dir)
+        for step in range(5):
+            tr.log_metrics({"loss": float(step)}, step=step)
+        tr.set_tags({"a": 1})
+        tr.log_artifact(__file__)
+        tr.close()
+    assert time.monotonic() - start < 10
+    mine = [w for w in caught if issubclass(w.category, RuntimeWarning) and "unreachable" in str(w.message)]
+    assert len(mine) == 1, [str(w.message) for w in caught]
+    assert tr.run_id is None
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [x["loss"] for x in lines] == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_disabled_tracking_gives_a_null_tracker(workspace, cfg):
+    cfg.tracking.enabled = False
+    tr = open_tracker(cfg, workspace / "runs" / "off")
+    assert isinstance(tr, NullTracker) and tr.run_id is None
+    tr.log_metrics({"loss": 1.0}, step=0)
+    tr.close()
+    assert not (workspace / "mlflow.db").exists()
+    assert (workspace / "runs" / "off" / "metrics.jsonl").is_file()

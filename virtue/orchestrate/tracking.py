@@ -1,0 +1,289 @@
+"""MLflow tracking behind a small interface, so training and evaluation never import MLflow.
+
+`open_tracker(cfg, run_dir)` returns a Tracker bound to one MLflow run. The run id is kept in
+`run_dir/mlflow_run.json`, so a resumed run re-attaches to the same MLflow run instead of leaving a second one
+RUNNING. Every metric is also appended to `run_dir/metrics.jsonl`: when the server cannot be reached the
+tracker warns once, stops talking to MLflow and the run folder still holds the full record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..config import ExperimentConfig, flatten
+from ..io import write_json
+from ..paths import workspace_root
+
+RUN_FILE = "mlflow_run.json"
+METRICS_FILE = "metrics.jsonl"
+_PARAM_MAX = 6000  # MLflow 3's limit on a param value's length
+
+# A tracking server that is down must cost seconds, not MLflow's default minutes of retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+
+class Tracker(Protocol):
+    run_id: str | None
+
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None: ...
+    def log_artifact(self, path: str | os.PathLike) -> None: ...
+    def set_tags(self, tags: Mapping[str, Any]) -> None: ...
+    def close(self, status: str = "FINISHED") -> None: ...
+
+
+def tracking_uri(cfg: ExperimentConfig | None = None, root: Path | None = None) -> str:
+    """Config value, else $MLFLOW_TRACKING_URI, else a SQLite database in the workspace (never ./mlruns)."""
+    if cfg is not None and cfg.tracking.uri:
+        return cfg.tracking.uri
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{(root or workspace_root()) / 'mlflow.db'}"
+
+
+def artifact_root(root: Path | None = None) -> Path:
+    return (root or workspace_root()) / "mlartifacts"
+
+
+def git_sha(root: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root or workspace_root(), capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _http_reachable(uri: str, timeout: float = 3.0) -> bool:
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def ensure_experiment(client, name: str, uri: str, root: Path | None = None) -> str:
+    """The experiment's id, creating it once. Two processes may race here: the loser reads the winner's."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if uri.startswith("sqlite:") or uri.startswith("postgresql") or uri.startswith("mysql"):
+        # Local database: artifacts next to it in the workspace (a server picks its own location).
+        location = artifact_root(root).as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+class NullTracker:
+    """tracking.enabled: false. Metrics still go to the run folder when one is given."""
+
+    run_id: str | None = None
+
+    def __init__(self, run_dir: str | os.PathLike | None = None):
+        self._metrics = Path(run_dir) / METRICS_FILE if run_dir is not None else None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        pass
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self._metrics is not None:
+            _append_metrics(self._metrics, metrics, step)
+
+    def log_artifact(self, path: str | os.PathLike) -> None:
+        pass
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        pass
+
+    def close(self, status: str = "FINISHED") -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *_):
+        self.close("FAILED" if exc_type else "FINISHED")
+
+
+def _append_metrics(path: Path, metrics: Mapping[str, float], step: int | None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"step": step, **{k: float(v) for k, v in metrics.items()}}) + "\n")
+
+
+class MlflowTracker:
+    """One MLflow run. Any MLflow failure switches it to offline mode (one warning, metrics kept locally)."""
+
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        run_dir: Path,
+        *,
+        run_name: str | None = None,
+        parent_run_id: str | None = None,
+        run_id: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        root: Path | None = None,
+    ):
+        self.uri = uri
+        self.run_dir = run_dir
+        self.run_id: str | None = None
+        self.offline = False
+        self._metrics = run_dir / METRICS_FILE
+        self._client = None
+        self._known_params: set[str] = set()
+        if uri.startswith(("http://", "https://")) and not _http_reachable(uri):
+            self._go_offline(f"tracking server {uri} is unreachable")
+            return
+        try:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=uri)
+            exp_id = ensure_experiment(self._client, experiment, uri, root)
+            self.run_id = self._attach(run_id or self._stored_run_id(), exp_id)
+            if self.run_id is None:
+                all_tags = {"mlflow.runName": run_name} if run_name else {}
+                if parent_run_id:
+                    all_tags["mlflow.parentRunId"] = parent_run_id
+                run = self._client.create_run(exp_id, run_name=run_name, tags=all_tags)
+                self.run_id = run.info.run_id
+            write_json(run_dir / RUN_FILE, {"run_id": self.run_id, "tracking_uri": uri, "experiment_id": exp_id})
+        except Exception as e:  # noqa: BLE001 - tracking must never stop a run
+            self._go_offline(f"MLflow at {uri} failed ({type(e).__name__}: {e})")
+            return
+        self.set_tags({k: v for k, v in (tags or {}).items() if v is not None})
+
+    def _stored_run_id(self) -> str | None:
+        try:
+            info = json.loads((self.run_dir / RUN_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return info.get("run_id") if info.get("tracking_uri") == self.uri else None
+
+    def _attach(self, run_id: str | None, exp_id: str) -> str | None:
+        """Re-open an existing run (resume, requeue); None when it is gone or belongs elsewhere."""
+        if not run_id:
+            return None
+        try:
+            run = self._client.get_run(run_id)
+        except Exception:  # noqa: BLE001 - deleted or from another database: start a new run
+            return None
+        if run.info.experiment_id != exp_id or run.info.lifecycle_stage != "active":
+            return None
+        self._client.update_run(run_id, status="RUNNING")
+        self._known_params = set(run.data.params)
+        return run_id
+
+    def _go_offline(self, why: str) -> None:
+        if not self.offline:
+            warnings.warn(
+                f"{why}; continuing without MLflow, metrics kept in {self._metrics}", RuntimeWarning, stacklevel=3
+            )
+        self.offline = True
+
+    def _call(self, fn, *args, **kwargs) -> None:
+        if self.offline or self.run_id is None:
+            return
+        try:
+            fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001
+            self._go_offline(f"MLflow at {self.uri} failed ({type(e).__name__}: {e})")
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        if self._client is None:
+            return
+        from mlflow.entities import Param
+
+        # MLflow params are write-once: a re-attached run keeps the values it started with.
+        items = [Param(k, str(v)[:_PARAM_MAX]) for k, v in params.items() if k not in self._known_params]
+        for i in range(0, len(items), 100):  # MLflow's per-batch limit
+            self._call(self._client.log_batch, self.run_id, params=items[i : i + 100])
+        self._known_params.update(p.key for p in items)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        _append_metrics(self._metrics, metrics, step)
+        if self._client is None:
+            return
+        from mlflow.entities import Metric
+
+        from_ms = _now_ms()
+        batch = [Metric(k, float(v), from_ms, step or 0) for k, v in metrics.items()]
+        self._call(self._client.log_batch, self.run_id, metrics=batch)
+
+    def log_artifact(self, path: str | os.PathLike) -> None:
+        if self._client is not None:
+            self._call(self._client.log_artifact, self.run_id, str(path))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if self._client is None or not tags:
+            return
+        from mlflow.entities import RunTag
+
+        self._call(self._client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def close(self, status: str = "FINISHED") -> None:
+        if self._client is not None:
+            self._call(self._client.set_terminated, self.run_id, status=status)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *_):
+        self.close("FAILED" if exc_type else "FINISHED")
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def open_tracker(
+    cfg: ExperimentConfig,
+    run_dir: str | os.PathLike,
+    *,
+    run_name: str | None = None,
+    parent_run_id: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+    log_config: bool = True,
+) -> MlflowTracker | NullTracker:
+    """The tracker of one run: params = the flattened resolved config, tags = git SHA + `tags` (e.g. the data
+    hash). Re-attaches to `run_id`, else to the run recorded in run_dir, else starts a new run."""
+    run_dir = Path(run_dir)
+    if not cfg.tracking.enabled:
+        return NullTracker(run_dir)
+    root = workspace_root()
+    all_tags = {"git_sha": git_sha(root), "experiment": cfg.name, **(tags or {})}
+    tracker = MlflowTracker(
+        tracking_uri(cfg, root),
+        cfg.tracking.experiment,
+        run_dir,
+        run_name=run_name or cfg.name,
+        parent_run_id=parent_run_id,
+        run_id=run_id,
+        tags=all_tags,
+        root=root,
+    )
+    if log_config:
+        tracker.log_params(flatten(cfg))
+    return tracker
