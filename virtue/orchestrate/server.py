@@ -1,0 +1,95 @@
+"""The MLflow UI/tracking server over the workspace's tracking database (`virtue ui`), and the place Slurm
+workers can log to over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ..errors import UserError
+from ..paths import workspace_root
+from .tracking import artifact_root, tracking_uri
+
+_DB_SCHEMES = ("sqlite:", "postgresql", "mysql", "mssql")
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def healthy(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=timeout) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_server(host: str = "127.0.0.1", port: int = 5000, *, wait_s: float = 90.0) -> tuple[subprocess.Popen, str]:
+    """Start `mlflow server` (one worker, no job runner) in its own process group; return it once /health
+    answers, with its URL. Raises UserError when the port is taken or the server dies or stays unhealthy."""
+    root = workspace_root()
+    uri = tracking_uri(None, root)
+    if not uri.startswith(_DB_SCHEMES):
+        raise UserError(f"MLFLOW_TRACKING_URI={uri}: already a server, open it in a browser instead")
+    if not _port_free(host, port):
+        raise UserError(f"--port {port}: {host}:{port} is already in use")
+    log_path = root / "runs" / "mlflow-server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    artifacts = artifact_root(root)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        *_mlflow_cmd(),
+        "server",
+        "--backend-store-uri", uri,
+        "--artifacts-destination", str(artifacts),
+        "--host", host,
+        "--port", str(port),
+        "--workers", "1",
+    ]  # fmt: skip
+    # The job runner spawns extra workers and slows start-up ~3x; the UI does not need it.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    deadline = time.monotonic() + wait_s
+    while not healthy(url):
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+            raise UserError(f"mlflow server exited with {proc.returncode}: {' | '.join(tail)} (log: {log_path})")
+        if time.monotonic() > deadline:
+            stop_server(proc)
+            raise UserError(f"mlflow server not healthy after {wait_s:.0f} s (log: {log_path})")
+        time.sleep(0.2)
+    return proc, url
+
+
+def stop_server(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Stop the server's whole process group (gunicorn/uvicorn workers included)."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def _mlflow_cmd() -> list[str]:
+    exe = Path(sys.executable).parent / "mlflow"
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "mlflow"]
