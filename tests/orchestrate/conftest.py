@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -30,3 +31,15 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture
+def importable(monkeypatch):
+    """Jobs run `python -m submitit...` in another process: it must import the objectives module under the
+    name pytest gave it (which depends on the rootdir/conftest layout)."""
+    from . import objectives
+
+    folder = os.path.dirname(os.path.abspath(objectives.__file__))
+    for _ in objectives.__name__.split(".")[:-1]:
+        folder = os.path.dirname(folder)
+    monkeypatch.setenv("PYTHONPATH", folder + os.pathsep + os.environ.get("PYTHONPATH", ""))
