@@ -15,6 +15,9 @@ class BackboneConfig(Section):
     path: str | None = Field(None, description="local save_pretrained folder or hub id")
     preset: str | None = Field(None, description="named architecture, random init (tests, meta-device builds)")
     checkpoint: str | None = Field(None, description="Meta sam2 .pt checkpoint (only with the [sam2] extra)")
+    arch: str | None = Field(
+        None, description="with `path`: the preset that `virtue pretrain` builds and saves there (embedded default)"
+    )
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -58,3 +61,10 @@ class ModelConfig(Section):
         if math.isqrt(value) ** 2 != value:
             raise ValueError("must be a square number")
         return value
+
+    @model_validator(mode="after")
+    def _seg_tokens_fit(self):
+        side = self.sam_image_size // 16  # SAM-2's image-side map: stride 16
+        if self.variant == "virtue" and side % math.isqrt(self.seg_tokens):
+            raise ValueError(f"seg_tokens {self.seg_tokens}: its root must divide the SAM map side {side}")
+        return self

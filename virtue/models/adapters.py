@@ -1,0 +1,34 @@
+"""The freeze policy of the paper: SAM-2, the vision tower + merger and the token embeddings frozen; low-rank
+adapters (LoRA or DoRA) on the LLM and the connector trained."""
+
+from __future__ import annotations
+
+from peft import LoraConfig, inject_adapter_in_model
+
+from ..config.model import AdapterConfig
+from ..errors import UserError
+from .embedder import Embedder
+
+
+def apply_freeze_policy(embedder: Embedder, adapter: AdapterConfig) -> None:
+    embedder.requires_grad_(False)
+    lm = embedder.vlm.language_model
+    if adapter.kind != "none":
+        names = {n.rsplit(".", 1)[-1] for n, _ in lm.named_modules()}
+        unknown = sorted(set(adapter.targets) - names)
+        if unknown:
+            raise UserError(f"model.adapter.targets: {', '.join(unknown)}: no such module in the LLM")
+        config = LoraConfig(
+            r=adapter.r,
+            lora_alpha=adapter.alpha,
+            lora_dropout=adapter.dropout,
+            target_modules=list(adapter.targets),
+            use_dora=adapter.kind == "dora",
+            init_lora_weights="gaussian",
+        )
+        # Adapters go on the LLM only: the vision tower's modules share none of these names anyway.
+        inject_adapter_in_model(config, lm)
+        for name, p in lm.named_parameters():
+            p.requires_grad_("lora_" in name)
+    if embedder.connector is not None:
+        embedder.connector.requires_grad_(True)

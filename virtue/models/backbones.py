@@ -1,0 +1,178 @@
+"""Backbones: Qwen2-VL and SAM-2 from a local save_pretrained folder, a hub id, or a preset (random
+weights, or the meta device); the tokenizer of the embedded default; image preprocessing without torchvision."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast, Qwen2VLImageProcessorPil, Qwen2VLModel, Sam2Config, Sam2Model
+
+from ..config.model import BackboneConfig
+from ..errors import UserError
+from . import presets
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _resolve(spec: str, root: Path) -> tuple[Path | None, str]:
+    """A local folder (relative to the workspace) or, failing that, a hub id."""
+    p = Path(spec)
+    local = p if p.is_absolute() else root / p
+    return (local, str(local)) if local.is_dir() else (None, spec)
+
+
+def _meta_preset(spec: BackboneConfig, what: str) -> str:
+    if spec.preset:
+        return spec.preset
+    if spec.path in presets.HUB_IDS:
+        return presets.HUB_IDS[spec.path]
+    raise UserError(f"model.{what}.path: '{spec.path}' has no preset to build on the meta device; name a preset")
+
+
+def _from_pretrained(cls, spec: BackboneConfig, what: str, root: Path, **kwargs):
+    local, name = _resolve(spec.path, root)
+    looks_local = spec.path.startswith((".", "/")) or spec.path.count("/") != 1  # hub ids are owner/name
+    missing = f"model.{what}.path: {name}: no such folder (build the backbones first: virtue pretrain)"
+    if local is None and looks_local:
+        raise UserError(missing)
+    try:
+        return cls.from_pretrained(name, **kwargs)
+    except (OSError, ValueError) as e:
+        detail = str(e).splitlines()[0] if local is not None else "not a local folder and not downloadable here"
+        raise UserError(f"model.{what}.path: {spec.path}: {detail}") from None
+
+
+def _dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+
+
+def build_vlm(spec: BackboneConfig, *, root: Path, meta: bool = False, dtype: str = "float32") -> Qwen2VLModel:
+    if meta or spec.preset:
+        name = _meta_preset(spec, "vlm") if meta else spec.preset
+        try:
+            config = presets.qwen2vl_config(name)
+        except KeyError as e:
+            raise UserError(f"model.vlm.preset: {e.args[0]}") from None
+        with torch.device("meta") if meta else contextlib.nullcontext():
+            return Qwen2VLModel(config).to(_dtype(dtype))
+    return _from_pretrained(Qwen2VLModel, spec, "vlm", root, dtype=_dtype(dtype))
+
+
+def build_sam(
+    spec: BackboneConfig, *, image_size: int, root: Path, meta: bool = False, dtype: str = "float32"
+) -> Sam2Model:
+    if spec.checkpoint:
+        raise UserError("model.sam.checkpoint: Meta .pt checkpoints are not supported yet; use a transformers folder")
+    if meta or spec.preset:
+        name = _meta_preset(spec, "sam") if meta else spec.preset
+        try:
+            config = presets.sam2_config(name, image_size)
+        except (KeyError, ValueError) as e:
+            raise UserError(f"model.sam.preset: {e.args[0]}") from None
+        with torch.device("meta") if meta else contextlib.nullcontext():
+            return Sam2Model(config).to(_dtype(dtype))
+    model = _from_pretrained(Sam2Model, spec, "sam", root, dtype=_dtype(dtype))
+    native = sam_input_size(model.config)
+    if native != image_size:
+        raise UserError(f"model.sam_image_size: {image_size} but the SAM-2 at {spec.path} is built for {native}")
+    return model
+
+
+def sam_input_size(config: Sam2Config) -> int:
+    size = config.prompt_encoder_config.image_size
+    return int(size if isinstance(size, int) else size[0])
+
+
+# ---------------------------------------------------------------- tokenizer
+
+
+def train_tokenizer(
+    texts: Iterable[str], out_dir: str | os.PathLike | None = None, *, vocab_size: int = presets.TINY_VOCAB
+):
+    """Byte-level BPE with Qwen2-VL's special tokens at ids 0..6 (as the tiny presets expect). With no texts
+    it is a pure byte tokenizer (256 symbols + specials). Saved like a real tokenizer when out_dir is given."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(presets.SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=list(presets.SPECIAL_TOKENS[1:]),
+    )
+    if out_dir is not None:
+        fast.save_pretrained(str(out_dir))
+    return fast
+
+
+def load_tokenizer(spec: BackboneConfig, *, root: Path):
+    """The tokenizer saved beside the VLM; presets get the byte tokenizer (no corpus needed)."""
+    if spec.preset:
+        return train_tokenizer([])
+    from transformers import AutoTokenizer
+
+    local, name = _resolve(spec.path, root)
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as e:
+        raise UserError(f"model.vlm.path: {spec.path}: no tokenizer there ({str(e).splitlines()[0]})") from None
+
+
+# ---------------------------------------------------------------- images
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot read image: {e}") from None
+
+
+def vlm_image_processor(vision_config, image_size: int) -> Qwen2VLImageProcessorPil:
+    """Fixed square input: every image gives (image_size / patch / merge)^2 tokens."""
+    factor = vision_config.patch_size * vision_config.spatial_merge_size
+    if image_size % factor:
+        raise UserError(f"model.vlm_image_size: {image_size} is not a multiple of patch x merge = {factor}")
+    return Qwen2VLImageProcessorPil(
+        patch_size=vision_config.patch_size,
+        merge_size=vision_config.spatial_merge_size,
+        temporal_patch_size=vision_config.temporal_patch_size,
+        size={"shortest_edge": image_size * image_size, "longest_edge": image_size * image_size},
+        image_mean=list(CLIP_MEAN),
+        image_std=list(CLIP_STD),
+    )
+
+
+def sam_pixels(image: Image.Image, size: int, *, double_norm: bool = False) -> torch.Tensor:
+    """[3, size, size]: stretched to SAM's square input, ImageNet-normalised once (the release normalises
+    with CLIP statistics first, then ImageNet: double_norm reproduces that)."""
+    x = np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
+    if double_norm:
+        x = (x - np.array(CLIP_MEAN, np.float32)) / np.array(CLIP_STD, np.float32)
+    x = (x - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
+    return torch.from_numpy(x).permute(2, 0, 1).contiguous()
+
+
+def mask_logits(mask: np.ndarray, side: int) -> torch.Tensor:
+    """[1, side, side] SAM dense-prompt input from a binary [H, W] mask: area-resized, as +-10 logits."""
+    im = Image.fromarray(mask.astype(np.uint8) * 255).resize((side, side), Image.BILINEAR)
+    frac = np.asarray(im, dtype=np.float32) / 255.0
+    return torch.from_numpy((frac - 0.5) * 20.0)[None]

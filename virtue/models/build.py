@@ -1,0 +1,90 @@
+"""build_embedder: a ModelConfig -> (Embedder, Processor), the one entry point of the models package."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from ..config.model import ModelConfig
+from ..errors import UserError
+from ..paths import workspace_root
+from .adapters import apply_freeze_policy
+from .backbones import build_sam, build_vlm, load_tokenizer, train_tokenizer
+from .connector import Connector
+from .embedder import Embedder
+from .processor import Processor
+from .segmentation import SegmentationStream
+
+
+def _check_tokenizer(tokenizer, vlm_config) -> None:
+    ids = tokenizer.convert_tokens_to_ids
+    for token, key in [("<|image_pad|>", "image_token_id"), ("<|vision_start|>", "vision_start_token_id")]:
+        if ids(token) != getattr(vlm_config, key):
+            raise UserError(
+                f"model.vlm: tokenizer has {token} at id {ids(token)}, the model expects {getattr(vlm_config, key)}"
+            )
+
+
+def build_embedder(
+    cfg: ModelConfig,
+    *,
+    root: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    meta: bool = False,
+    seed: int = 0,
+    padding_side: str = "right",
+) -> tuple[Embedder, Processor]:
+    """Backbones from cfg.vlm / cfg.sam (folders, hub ids or presets), the connector for the `virtue` variant,
+    the freeze policy and adapters. Randomly initialised parts depend only on `seed`. meta=True builds every
+    weight on the meta device (no download, no memory): for parameter counts."""
+    root = Path(root) if root is not None else workspace_root()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        vlm = build_vlm(cfg.vlm, root=root, meta=meta, dtype=cfg.dtype)
+        segmentation = connector = None
+        if cfg.variant == "virtue":
+            sam = build_sam(cfg.sam, image_size=cfg.sam_image_size, root=root, meta=meta, dtype=cfg.dtype)
+            segmentation = SegmentationStream(sam)
+            side = segmentation.map_side
+            if side % math.isqrt(cfg.seg_tokens):
+                raise UserError(f"model.seg_tokens: {cfg.seg_tokens}: its root must divide the SAM map side {side}")
+            with torch.device("meta") if meta else torch.device("cpu"):
+                connector = Connector(
+                    segmentation.channels,
+                    side,
+                    cfg.seg_tokens,
+                    vlm.config.text_config.hidden_size,
+                    cfg.connector_depth,
+                ).to(vlm.dtype)
+    vc = vlm.config.vision_config
+    merged = cfg.vlm_image_size // (vc.patch_size * vc.spatial_merge_size)
+    settings = f"{cfg.variant}|{cfg.vlm_image_size}|{cfg.sam_image_size}|{cfg.num_points}|{cfg.official_compat}"
+    embedder = Embedder(
+        vlm,
+        segmentation,
+        connector,
+        image_tokens=merged * merged,
+        official_compat=cfg.official_compat,
+        fingerprint_extra=settings,
+    )
+    apply_freeze_policy(embedder, cfg.adapter)
+    tokenizer = train_tokenizer([]) if meta else load_tokenizer(cfg.vlm, root=root)
+    if not meta:
+        _check_tokenizer(tokenizer, vlm.config)
+        embedder.to(device)
+    processor = Processor(
+        tokenizer,
+        vc,
+        variant=cfg.variant,
+        vlm_image_size=cfg.vlm_image_size,
+        sam_image_size=cfg.sam_image_size,
+        sam_mask_side=segmentation.mask_side if segmentation is not None else cfg.sam_image_size // 4,
+        seg_tokens=cfg.seg_tokens,
+        num_points=cfg.num_points,
+        seg_position=cfg.seg_position,
+        official_compat=cfg.official_compat,
+        padding_side=padding_side,
+    )
+    return embedder, processor

@@ -1,0 +1,162 @@
+"""The embedder: [segmentation tokens; image tokens; text tokens] through Qwen2-VL's LLM, last real token,
+L2-normalised. Frozen parts (SAM-2, vision tower + merger) are split off so their outputs can be cached."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import Qwen2VLModel
+
+from .connector import Connector
+from .processor import ModelInputs
+from .segmentation import SegmentationStream
+
+
+class Embedder(nn.Module):
+    def __init__(
+        self,
+        vlm: Qwen2VLModel,
+        segmentation: SegmentationStream | None = None,
+        connector: Connector | None = None,
+        *,
+        image_tokens: int,
+        official_compat: bool = False,
+        fingerprint_extra: str = "",
+    ):
+        super().__init__()
+        if (segmentation is None) != (connector is None):
+            raise ValueError("the segmentation stream and the connector come together")
+        self.vlm = vlm
+        self.segmentation = segmentation
+        self.connector = connector
+        self.image_tokens = image_tokens  # per image: fixed by the square VLM input
+        self.official_compat = official_compat
+        self.fingerprint_extra = fingerprint_extra
+
+    @property
+    def dim(self) -> int:
+        return int(self.vlm.config.text_config.hidden_size)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        mods: list[nn.Module] = [self.vlm.visual]
+        if self.segmentation is not None:
+            mods.append(self.segmentation)
+        return mods
+
+    def train(self, mode: bool = True) -> Embedder:
+        super().train(mode)
+        for m in self.frozen_modules():  # frozen parts always run as at inference
+            m.eval()
+        return self
+
+    # ------------------------------------------------------------ frozen features
+
+    @torch.no_grad()
+    def frozen_features(self, inputs: ModelInputs) -> dict[str, torch.Tensor]:
+        """Per-row outputs of the frozen backbones: "vision" [B, T_img, D] (vision tower + merger) and, with a
+        segmentation stream, "seg" [B, C, h, w] (F_s). Rows without an image (or without a stream) are zeros."""
+        b = len(inputs)
+        device = inputs.input_ids.device
+        dtype = self.vlm.visual.get_dtype()
+        out: dict[str, torch.Tensor] = {}
+        out["vision"] = torch.zeros((b, self.image_tokens, self.dim), device=device, dtype=dtype)
+        if bool(inputs.has_image.any()):
+            feats = self.vlm.get_image_features(inputs.pixel_values, inputs.image_grid_thw).pooler_output
+            out["vision"][inputs.has_image] = torch.stack(list(feats)).to(dtype)  # [n_img, T_img, D]
+        if self.segmentation is not None:
+            seg = self.segmentation
+            fs = torch.zeros((b, seg.channels, seg.map_side, seg.map_side), device=device, dtype=dtype)
+            if inputs.sam_pixels is not None and len(inputs.sam_prompts):
+                emb = seg.image_embeddings(inputs.sam_pixels.to(dtype))  # [n_seg, C, h, w]
+                rows = torch.nonzero(inputs.has_seg).flatten()
+                groups: dict[tuple, list[int]] = defaultdict(list)
+                for j, p in enumerate(inputs.sam_prompts):
+                    groups[p.signature()].append(j)
+                # Prompts of one shape run together: padding a prompt would add tokens its row never sees.
+                for idx in groups.values():
+                    ps = [inputs.sam_prompts[j] for j in idx]
+                    pts = None if ps[0].points is None else torch.stack([p.points for p in ps]).to(dtype)
+                    lab = None if ps[0].labels is None else torch.stack([p.labels for p in ps])
+                    msk = None if ps[0].mask is None else torch.stack([p.mask for p in ps]).to(dtype)
+                    fs[rows[idx]] = seg(emb[idx], pts, lab, msk)
+            out["seg"] = fs
+        return out
+
+    def frozen_fingerprint(self) -> str:
+        """Digest of everything the frozen features depend on (weights of the frozen modules + settings)."""
+        h = hashlib.sha256(self.fingerprint_extra.encode())
+        for mod in self.frozen_modules():
+            for name, t in sorted(mod.state_dict().items()):
+                h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+                if t.device.type != "meta":
+                    h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    # ------------------------------------------------------------ fusion
+
+    def position_ids(self, inputs: ModelInputs) -> torch.Tensor:
+        """[3, B, L] M-RoPE positions, computed from this batch on every call (never cached offsets)."""
+        if self.official_compat:
+            # The release: 1-D positions over the padded sequence, segmentation tokens all at 0.
+            b, length = inputs.input_ids.shape
+            pos = torch.arange(length, device=inputs.input_ids.device).expand(b, -1).clone()
+            pos[inputs.seg_slots] = 0
+            return pos[None].expand(3, -1, -1)
+        grid = inputs.image_grid_thw if bool(inputs.has_image.any()) else None
+        pos, _ = self.vlm.get_rope_index(
+            inputs.input_ids,
+            mm_token_type_ids=inputs.mm_token_type_ids,
+            image_grid_thw=grid,
+            attention_mask=inputs.attention_mask,
+        )
+        return pos
+
+    def forward(self, inputs: ModelInputs, frozen: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """-> [B, D] L2-normalised embeddings."""
+        if frozen is None:
+            frozen = self.frozen_features(inputs)
+        lm = self.vlm.language_model
+        embeds = lm.get_input_embeddings()(inputs.input_ids)  # [B, L, D]
+        image_slots = inputs.mm_token_type_ids == 1
+        if bool(inputs.has_image.any()):
+            vision = frozen["vision"][inputs.has_image].to(embeds.dtype)  # [n_img, T_img, D]
+            embeds = embeds.masked_scatter(image_slots[..., None], vision.reshape(-1, embeds.shape[-1]))
+        if self.connector is not None and bool(inputs.has_seg.any()):
+            seg_map = frozen["seg"][inputs.has_seg].to(embeds.dtype)  # [n_seg, C, h, w]
+            tokens = self.connector(seg_map)  # [n_seg, |S|, D]
+            embeds = embeds.masked_scatter(inputs.seg_slots[..., None], tokens.reshape(-1, embeds.shape[-1]))
+        hidden = lm(
+            inputs_embeds=embeds,
+            attention_mask=inputs.attention_mask,
+            position_ids=self.position_ids(inputs),
+            use_cache=False,
+        ).last_hidden_state  # [B, L, D]
+        return F.normalize(pool_last(hidden, inputs.attention_mask), dim=-1)
+
+    # ------------------------------------------------------------ trainable state
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        params = {n: p for n, p in self.named_parameters() if p.requires_grad}
+        missing, unexpected = params.keys() - state.keys(), state.keys() - params.keys()
+        if missing or unexpected:
+            raise ValueError(
+                f"trainable weights do not match: missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
+            )
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(state[n])
+
+
+def pool_last(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """[B, L, D] -> [B, D]: the last position whose mask is 1, whichever side is padded."""
+    length = attention_mask.shape[1]
+    positions = torch.arange(length, device=attention_mask.device).expand_as(attention_mask)
+    last = torch.where(attention_mask.bool(), positions, -1).max(dim=1).values  # [B]
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
