@@ -1,0 +1,195 @@
+import base64
+import json
+
+import polars as pl
+import pytest
+from eval.fake_encoder import WordEncoder  # tests/ is on sys.path (rootdir import mode)
+
+from virtue.data.types import EvalQuery, Side
+from virtue.eval.run import run_protocols
+from virtue.report.page import build_report
+
+KINDS = ("gt", "object_in_image", "object_absent", "relation", "scene")
+SUBSETS = ("crowded", "relations", "small")
+
+
+def scar_queries():
+    out = []
+    for s, subset in enumerate(SUBSETS):
+        for i in range(4):
+            gt = f"c{i} s{s} r{i % 2} scene{i % 3}"
+            cands = (
+                gt,
+                f"c{i + 1} s{s} r{i % 2} scene{i % 3}",
+                f"x{i} s{s} r{i % 2} scene{i % 3}",
+                f"c{i} s{s} r{1 - i % 2} scene{i % 3}",
+                f"c{i} s{s} r{i % 2} scene{(i + 1) % 3}",
+            )
+            out.append(
+                EvalQuery(
+                    Side(f"q {i} {subset}", image=f"/i/{s}{i}.png"),
+                    tuple(Side(c) for c in cands),
+                    subset,
+                    f"{subset}:{i}",
+                    KINDS,
+                )
+            )
+    return out
+
+
+def mmeb_queries():
+    q = []
+    for t, task in enumerate(("Cls1", "Vqa1", "Ret1", "Grd1")):
+        for i in range(3):
+            q.append(
+                EvalQuery(
+                    Side(f"m{t} {i}"), (Side(f"a{t}{i}"), Side(f"b{t}{i}"), Side(f"c{t}{i}")), task, f"{task}:{i}"
+                )
+            )
+    info = {"Cls1": ("cls", "IND"), "Vqa1": ("vqa", "IND"), "Ret1": ("ret", "OOD"), "Grd1": ("grd", "OOD")}
+    return q, {k: {"meta_task": m, "split": s} for k, (m, s) in info.items()}
+
+
+class VariantEncoder(WordEncoder):
+    """Word overlap plus a variant-specific deterministic bias, so the three variants score differently."""
+
+    def __init__(self, words, salt):
+        super().__init__(words)
+        self.salt = salt
+
+    def __call__(self, sides):
+        import hashlib
+
+        import torch
+
+        base = super().__call__(sides)
+        noise = torch.tensor(
+            [
+                [int(hashlib.md5(f"{self.salt}{s.text}{j}".encode()).hexdigest(), 16) % 1000 / 1000 for j in range(4)]
+                for s in sides
+            ]
+        )
+        return torch.nn.functional.normalize(torch.cat([base, noise], dim=1), dim=-1)
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    scar = scar_queries()
+    mmeb, tasks = mmeb_queries()
+    words = [w for q in scar + mmeb for s in (q.query, *q.candidates) for w in s.text.split()]
+    for k, variant in enumerate(("virtue", "global", "crop")):
+        name = f"tiny-{variant}"
+        run_protocols(
+            VariantEncoder(words, variant),
+            batch_size=8,
+            out_dir=tmp_path / "runs" / "eval" / name,
+            scar=scar,
+            mmeb=mmeb,
+            mmeb_tasks=tasks,
+            meta={"experiment": name, "variant": variant},
+        )
+        curve = [json.dumps({"step": s, "loss": 3.0 / (1 + s + k), "lr": 0.001}) for s in range(0, 50, 10)]
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "metrics.jsonl").write_text("\n".join(curve) + "\n")
+    # a run of another experiment that the prefix must leave out
+    run_protocols(
+        VariantEncoder(words, "other"),
+        batch_size=8,
+        out_dir=tmp_path / "runs" / "eval" / "other-virtue",
+        scar=scar,
+        meta={"experiment": "other-virtue", "variant": "virtue"},
+    )
+    return tmp_path
+
+
+def cells(md: str, title_start: str) -> dict[str, list[str]]:
+    """Rows of the first Markdown table under a heading that starts with title_start: label -> cells."""
+    block = md.split(f"### {title_start}", 1)[1].split("Sources:", 1)[0]
+    rows = [r for r in block.splitlines() if r.startswith("|") and not r.startswith("|---")]
+    return {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]] for r in rows[1:]}
+
+
+def metrics(ws, variant):
+    return json.loads((ws / "runs" / "eval" / f"tiny-{variant}" / "metrics.json").read_text())
+
+
+def test_page_numbers_equal_the_metrics_files(workspace):
+    page = build_report(workspace / "runs", workspace / "reports", prefix="tiny")
+    md = page.read_text()
+    scar = cells(md, "SCaR-synth: precision@1")
+    kinds = cells(md, "SCaR-synth per distractor kind")
+    mmeb = cells(md, "MMEB-synth: precision@1")
+    assert len(scar) == 3 and "other-virtue" not in md.split("## Published")[0]
+    for variant in ("virtue", "global", "crop"):
+        m = metrics(workspace, variant)
+        label = f"{variant} (tiny-{variant})"
+        expected = [f"{100 * m['scar']['subsets'][s]['hit@1']:.1f}" for s in SUBSETS]
+        expected += [f"{100 * m['scar']['overall'][k]:.1f}" for k in ("hit@1", "hit@5", "mrr")]
+        assert scar[label] == expected
+        assert kinds[label][:4] == [
+            f"{100 * m['scar']['kinds'][k]['accuracy']:.1f}"
+            for k in ("object_in_image", "object_absent", "relation", "scene")
+        ]
+        mm = m["mmeb"]
+        assert mmeb[label] == [f"{100 * mm['meta_tasks'][k]:.1f}" for k in ("cls", "vqa", "ret", "grd")] + [
+            f"{100 * mm[k]:.1f}" for k in ("IND", "OOD", "overall")
+        ]
+        assert f"runs/eval/tiny-{variant}/metrics.json" in md
+    # the different encoders really give different numbers, so the check above compares something
+    assert len({tuple(v) for v in scar.values()}) == 3
+
+
+def test_targets_shown_met_or_not(workspace):
+    md = build_report(workspace / "runs", workspace / "reports", prefix="tiny").read_text()
+    rows = cells(md, "Result targets")
+    v, g = metrics(workspace, "virtue"), metrics(workspace, "global")
+    p1 = v["scar"]["overall"]["hit@1"]
+    assert rows["VIRTUE SCaR-synth P@1"][0] == f"{p1:.3f}"
+    assert rows["VIRTUE SCaR-synth P@1"][2] == ("met" if p1 >= 0.6 else "NOT met")
+    d = v["mmeb"]["overall"] - g["mmeb"]["overall"]
+    assert rows["VIRTUE - global, MMEB-synth overall"][0] == f"{d:+.3f}"
+    assert rows["VIRTUE - global, MMEB-synth overall"][2] == ("met" if d >= -0.01 else "NOT met")
+
+
+def test_paper_tables_labelled_and_html_embeds_plots(workspace):
+    build_report(workspace / "runs", workspace / "reports", prefix="tiny")
+    out = workspace / "reports"
+    md, page = (out / "index.md").read_text(), (out / "index.html").read_text()
+    assert "Published numbers on the real benchmarks (paper)" in md
+    assert "| VIRTUE-2B +SCaR-train | 64.2 | 65.3 | 41.4 | 54.2 | 56.0 | 56.2 |" in md
+    assert "| VIRTUE-7B | 65.6 | 60.4 | 71.8 | 87.3 | 74.4 | 61.4 | 68.6 |" in md
+    assert "arXiv 2510.00523" in md
+    for name in ("scar_subsets", "scar_kinds", "mmeb", "training_curves"):
+        png = out / "plots" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert base64.b64encode(png.read_bytes()).decode() in page
+    assert "plots/" not in page.split("<h2>Plots</h2>")[1].replace("data:image/png", "")
+    curves = pl.read_csv(out / "curves.csv")
+    assert curves.columns == ["step", "virtue", "global", "crop"]
+    assert curves["virtue"][0] == pytest.approx(3.0)
+
+
+def test_sweep_studies_get_a_table_and_plot(workspace):
+    sweeps = workspace / "reports" / "sweeps"
+    sweeps.mkdir(parents=True)
+    rows = [{"connector_depth": d, "mean": 0.4 + 0.1 * (d == 2), "std": 0.02, "n": 2} for d in (1, 2, 3)]
+    (sweeps / "connector_depth.json").write_text(
+        json.dumps({"study": "connector_depth", "axis": "connector_depth", "metric": "mean", "rows": rows})
+    )
+    md = build_report(workspace / "runs", workspace / "reports", prefix="tiny").read_text()
+    assert "Sweep study `connector_depth`" in md and "reports/sweeps/connector_depth.json" in md
+    assert (workspace / "reports" / "plots" / "sweep_connector_depth.png").is_file()
+
+
+def test_report_is_deterministic(workspace):
+    build_report(workspace / "runs", workspace / "a", prefix="tiny")
+    build_report(workspace / "runs", workspace / "b", prefix="tiny")
+    for f in ("index.md", "index.html", "plots/scar_subsets.png", "curves.csv"):
+        assert (workspace / "a" / f).read_bytes() == (workspace / "b" / f).read_bytes()
+
+
+def test_cli_without_runs_writes_a_page_saying_so(tmp_path, run_cli):
+    r = run_cli("report", "--runs", tmp_path / "runs", "--out", tmp_path / "reports")
+    assert r.returncode == 0, r.stderr
+    md = (tmp_path / "reports" / "index.md").read_text()
+    assert "0 evaluated run(s)" in md and "no data" in md

@@ -1,0 +1,85 @@
+"""Find the evaluated runs (runs/eval/<name>/metrics.json), their training curves (runs/<name>/metrics.jsonl)
+and the sweep summaries (reports/sweeps/*.json). Paths are kept relative to the workspace for the page."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from ..errors import UserError
+
+VARIANTS = ("virtue", "global", "crop")
+
+
+@dataclass(frozen=True)
+class EvaluatedRun:
+    name: str
+    variant: str
+    metrics_path: Path
+    metrics: dict
+    curve_path: Path  # the training run's metrics.jsonl (may not exist)
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: cannot read metrics JSON: {e}") from e
+
+
+def find_runs(runs_dir: Path, prefix: str | None = None) -> list[EvaluatedRun]:
+    """Every runs/eval/*/metrics.json; with a prefix only `<prefix>-<variant>` for the three variants.
+    Ordered virtue, global, crop, then others by name."""
+    found = []
+    for path in sorted((runs_dir / "eval").glob("*/metrics.json")):
+        name = path.parent.name
+        m = read_json(path)
+        variant = m.get("variant", "?")
+        if prefix is not None and name != f"{prefix}-{variant}":
+            continue
+        found.append(EvaluatedRun(name, variant, path, m, runs_dir / name / "metrics.jsonl"))
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    return sorted(found, key=lambda r: (order.get(r.variant, len(order)), r.name))
+
+
+def loss_key(columns: list[str]) -> str | None:
+    for preferred in ("loss", "train/loss"):
+        if preferred in columns:
+            return preferred
+    losses = sorted(c for c in columns if "loss" in c and "val" not in c)
+    return losses[0] if losses else None
+
+
+def read_curve(path: Path) -> pl.DataFrame | None:
+    """step and loss from a tracker's metrics.jsonl ({"step": n, "<metric>": value, ...} per line)."""
+    if not path.is_file():
+        return None
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a killed process; the rest of the record stands
+    key = loss_key(sorted({k for r in rows for k in r}))
+    points = [(r["step"], float(r[key])) for r in rows if key in r and r.get("step") is not None]
+    points = [(s, v) for s, v in points if not math.isnan(v)]
+    if not points:
+        return None
+    steps, values = zip(*points, strict=True)
+    return pl.DataFrame({"step": list(steps), "loss": list(values)}).unique("step", keep="last").sort("step")
+
+
+def find_sweeps(sweeps_dir: Path) -> list[tuple[Path, dict]]:
+    return [(p, read_json(p)) for p in sorted(sweeps_dir.glob("*.json"))] if sweeps_dir.is_dir() else []
+
+
+def rel(path: Path, root: Path) -> str:
+    try:
+        return os.path.relpath(path, root)
+    except ValueError:
+        return str(path)
