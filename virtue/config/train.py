@@ -24,6 +24,7 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(200, ge=0, description="steps between checkpoints; 0 = only at the end")
     resume: str = Field("auto", description="'auto' (latest in the run folder), 'never', or a checkpoint path")
     feature_cache: bool = Field(True, description="cache frozen SAM-2 / vision-tower outputs on disk")
+    feature_cache_dir: str = Field("runs/feature-cache", description="shared by runs and sweep trials")
     output_dir: str = Field("runs/{name}", description="run folder; {name} is the experiment name")
 
 

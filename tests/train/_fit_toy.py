@@ -1,0 +1,44 @@
+"""Toy training runs for the loop tests (importable, and runnable as a script for signal tests):
+python _fit_toy.py RUN_DIR WORK_DIR [key=value ...] trains the toy embedder with train.* overrides."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from _toy import ToyEmbedder, ToyProcessor, toy_pairs
+
+from virtue.config import ExperimentConfig
+from virtue.config.load import apply_override
+from virtue.train.loop import fit
+
+
+def toy_config(work: Path, **train) -> ExperimentConfig:
+    base = {
+        "steps": 6,
+        "batch_size": 8,
+        "lr": 1e-2,
+        "warmup_steps": 2,
+        "temperature": 0.1,
+        "hard_negatives": 2,
+        "checkpoint_every": 2,
+        "feature_cache_dir": str(work / "cache"),
+        "seed": 0,
+    }
+    return ExperimentConfig(name="toy", train={**base, **train})
+
+
+def run_toy(run_dir: Path, work: Path, tracker=None, **train) -> Path:
+    torch.manual_seed(0)
+    embedder = ToyEmbedder(dropout=0.1)
+    pairs = toy_pairs(work / "images", n=40, sources=("a", "b"), negatives=3)
+    return fit(embedder, ToyProcessor(), pairs, toy_config(work, **train), run_dir, tracker=tracker)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    tree: dict = {}
+    for text in sys.argv[3:]:
+        apply_override(tree, {}, text, "argv")
+    run_toy(Path(sys.argv[1]), Path(sys.argv[2]), **tree)

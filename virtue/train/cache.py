@@ -1,0 +1,73 @@
+"""On-disk cache of the frozen parts' outputs (SAM-2, vision tower) per input row.
+
+With those parts frozen, their output for a row depends only on the image content, the visual prompt,
+the frozen weights and the input sizes. The key hashes exactly these, so entries are shared by epochs,
+runs and sweep trials, and a changed image file or backbone simply misses. One safetensors file per row,
+written atomically (concurrent trials may write the same entry; the last rename wins, both are equal).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..data.types import Side
+from ..io import atomic_path
+
+Features = dict[str, torch.Tensor]
+_content_hashes: dict[tuple[str, int, int], str] = {}
+
+
+def file_hash(path: str) -> str:
+    """sha256 of a file's bytes, remembered per (path, mtime, size) within the process."""
+    st = os.stat(path)
+    memo = (path, st.st_mtime_ns, st.st_size)
+    if memo not in _content_hashes:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _content_hashes[memo] = h.hexdigest()
+    return _content_hashes[memo]
+
+
+class FeatureCache:
+    """fingerprint: the frozen weights (embedder.frozen_fingerprint()); settings: everything else the frozen
+    output depends on (input sizes, point-grid size, variant), as one string."""
+
+    def __init__(self, root: Path, fingerprint: str, settings: str):
+        self.root = Path(root)
+        self.salt = f"{fingerprint}|{settings}"
+        self.hits = self.misses = 0
+
+    def key(self, side: Side) -> str:
+        image = file_hash(side.image) if side.image else "-"
+        prompt = side.prompt.key() if side.prompt is not None else "-"
+        return hashlib.sha256(f"{image}|{prompt}|{self.salt}".encode()).hexdigest()
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.safetensors"
+
+    def features(self, sides: Sequence[Side], compute: Callable[[], Features]) -> Features:
+        """The frozen features of `sides` as [B, ...] tensors: read if every row is cached, otherwise
+        computed for the whole batch (one forward is cheaper than many partial ones) and stored."""
+        paths = [self._path(self.key(s)) for s in sides]
+        if all(p.is_file() for p in paths):
+            rows = [load_file(str(p)) for p in paths]
+            self.hits += len(rows)
+            return {name: torch.stack([r[name] for r in rows]) for name in rows[0]}
+        feats = compute()
+        for name, t in feats.items():
+            if t.shape[0] != len(sides):
+                raise ValueError(f"frozen feature '{name}' has {t.shape[0]} rows for {len(sides)} inputs")
+        for i, p in enumerate(paths):
+            if not p.is_file():
+                with atomic_path(p) as tmp:
+                    save_file({name: t[i].detach().cpu().contiguous() for name, t in feats.items()}, str(tmp))
+        self.misses += len(sides)
+        return feats

@@ -1,0 +1,182 @@
+"""Checkpoints that survive preemption: written atomically, loaded without unpickling arbitrary objects.
+
+Layout of one checkpoint, `checkpoints/step-00000200/`:
+  trainable.safetensors  the trained weights (adapters, connector), same format as the run's final weights
+  state.pt               optimizer, scheduler, step, data position; plain tensors/containers only
+  rng-rank{r}.pt         each rank's Python/NumPy/torch generator states
+  meta.json              step and the shape of every trainable tensor (checked before anything is loaded)
+The folder is assembled under a temporary name and renamed into place, so a folder named step-* is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+
+from ..errors import UserError
+from ..io import atomic_path, write_json
+
+STEP_DIR = re.compile(r"^step-(\d{8})$")
+WEIGHTS = "trainable.safetensors"
+
+
+def save_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+
+
+def rng_states() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2])},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng(states: dict[str, Any]) -> None:
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np.random.set_state(("MT19937", states["numpy"]["key"].numpy().astype(np.uint32), states["numpy"]["pos"]))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def save_checkpoint(
+    folder: Path,
+    step: int,
+    *,
+    trainable: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    data_position: int,
+) -> Path:
+    """Collective when distributed (every rank calls it). Returns the checkpoint folder."""
+    rank, world = _rank_world()
+    final = folder / f"step-{step:08d}"
+    tmp = folder / f".tmp-step-{step:08d}"
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    if world > 1:
+        dist.barrier()
+    torch.save(rng_states(), tmp / f"rng-rank{rank}.pt")
+    if rank == 0:
+        save_weights(tmp / WEIGHTS, trainable, {"step": str(step)})
+        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step}
+        state["data_position"] = data_position
+        torch.save(state, tmp / "state.pt")
+        shapes = {k: list(v.shape) for k, v in trainable.items()}
+        write_json(tmp / "meta.json", {"step": step, "world_size": world, "shapes": shapes})
+    if world > 1:
+        dist.barrier()
+    if rank == 0:
+        if final.exists():  # a re-run that reaches the same step again: replace the old one
+            old = folder / f".old-step-{step:08d}"
+            shutil.rmtree(old, ignore_errors=True)
+            final.rename(old)
+            shutil.rmtree(old)
+        tmp.rename(final)
+    if world > 1:
+        dist.barrier()
+    return final
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The complete checkpoint with the highest step in `folder`, or None."""
+    if not folder.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()]
+    found = [(s, p) for s, p in found if (p / "meta.json").is_file()]
+    return max(found)[1] if found else None
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    step: int
+    trainable: dict[str, torch.Tensor]
+    state: dict[str, Any]  # optimizer, scheduler, data_position
+    rng: dict[str, Any] | None  # this rank's generators (None if it was saved with fewer ranks)
+
+
+def load_checkpoint(path: Path, expected_shapes: dict[str, tuple[int, ...]], device: str = "cpu") -> Checkpoint:
+    """Refuses (UserError) a folder that is not a checkpoint or was written for another model shape."""
+    path = Path(path)
+    if not (path / "meta.json").is_file():
+        raise UserError(f"{path}: not a complete checkpoint (no meta.json)")
+    meta = json.loads((path / "meta.json").read_text())
+    saved = {k: tuple(v) for k, v in meta["shapes"].items()}
+    expected = {k: tuple(v) for k, v in expected_shapes.items()}
+    if saved != expected:
+        problems = [f"missing {k}" for k in sorted(expected.keys() - saved.keys())]
+        problems += [f"unexpected {k}" for k in sorted(saved.keys() - expected.keys())]
+        problems += [
+            f"{k} is {list(saved[k])} in the checkpoint, {list(expected[k])} in the model"
+            for k in sorted(expected.keys() & saved.keys())
+            if saved[k] != expected[k]
+        ]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UserError(f"{path}: checkpoint of another model shape: {problems[0]}{more}")
+    rank, _ = _rank_world()
+    rng_file = path / f"rng-rank{rank}.pt"
+    return Checkpoint(
+        path=path,
+        step=int(meta["step"]),
+        trainable=load_file(str(path / WEIGHTS), device=device),
+        state=torch.load(path / "state.pt", map_location=device, weights_only=True),
+        rng=torch.load(rng_file, weights_only=True) if rng_file.is_file() else None,
+    )
+
+
+class StopRequest:
+    """While active, SIGTERM and SIGUSR2 (Slurm's preemption/timeout signals) only set a flag; the loop
+    checks it at the step boundary, saves a checkpoint and stops. Handlers are restored on exit."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def requested(self) -> bool:
+        """True on every rank if any rank got a signal (ranks must stop at the same step)."""
+        flag = self.signum is not None
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            t = torch.tensor([int(flag)])
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flag = bool(t.item())
+        return flag

@@ -1,0 +1,263 @@
+"""Contrastive training of the embedder: `train(cfg)` builds the model and data, `fit` runs the loop.
+
+Every step is a function of (config, seed, step): the batch comes from the sampler, randomness from
+generators that are saved in checkpoints, so an interrupted and resumed run ends with the same weights as
+an uninterrupted one, and two runs of one config give identical weights on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..config import ExperimentConfig, flatten, write_resolved
+from ..config.train import TrainConfig
+from ..data.types import Side, TrainPair
+from ..errors import UserError
+from ..paths import workspace_root
+from .cache import FeatureCache
+from .checkpoint import (
+    WEIGHTS,
+    StopRequest,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    save_weights,
+)
+from .distributed import DistEnv, average_gradients, broadcast_parameters, init_distributed, seed_everything
+from .gradcache import gradcache_backward
+from .loss import backward_scale, info_nce
+from .metrics import RunFolderTracker
+from .sampler import Batch, SourceBatchSampler
+
+
+class TrainingInterrupted(Exception):
+    """A stop signal arrived; a checkpoint was saved at the step boundary and training returned."""
+
+    def __init__(self, checkpoint: Path, signum: int):
+        super().__init__(f"stopped by signal {signum}; checkpoint {checkpoint}; run again to resume")
+        self.checkpoint, self.signum = checkpoint, signum
+
+
+def run_dir_of(cfg: ExperimentConfig) -> Path:
+    return workspace_root() / cfg.train.output_dir.format(name=cfg.name)
+
+
+def lr_factor(step: int, tc: TrainConfig) -> float:
+    """Multiplier of the base learning rate for optimizer step `step` (0-based)."""
+    if step < tc.warmup_steps:
+        return (step + 1) / tc.warmup_steps
+    progress = (step - tc.warmup_steps) / max(1, tc.steps - tc.warmup_steps)
+    if tc.schedule == "linear":
+        return max(0.0, 1.0 - progress)
+    if tc.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return 1.0
+
+
+def _optimizer(embedder: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
+    named = [(n, p) for n, p in embedder.named_parameters() if p.requires_grad]
+    if not named:
+        raise UserError("model: nothing to train (every parameter is frozen)")
+    connector = [p for n, p in named if n.startswith("connector.")]
+    rest = [p for n, p in named if not n.startswith("connector.")]
+    groups = [{"params": rest, "lr": tc.lr}]
+    if connector:
+        groups.append({"params": connector, "lr": tc.connector_lr or tc.lr})
+    return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=tc.weight_decay)
+
+
+class Encoder:
+    """Sides -> embeddings: the processor, the frozen-feature cache (if any), the trained forward."""
+
+    def __init__(self, embedder: Any, processor: Any, device: str, cache: FeatureCache | None):
+        self.embedder, self.processor, self.device, self.cache = embedder, processor, device, cache
+
+    def prepare(self, sides: Sequence[Side]) -> tuple[Any, dict[str, torch.Tensor] | None]:
+        """Everything that needs no graph: processed inputs and frozen features."""
+        inputs = self.processor(sides)
+        if self.device != "cpu":
+            inputs = inputs.to(self.device)
+        if self.cache is None:
+            return inputs, None
+        frozen = self.cache.features(sides, lambda: self.embedder.frozen_features(inputs))
+        return inputs, {k: v.to(self.device) for k, v in frozen.items()}
+
+    def forward(self, prepared: tuple[Any, dict[str, torch.Tensor] | None]) -> torch.Tensor:
+        inputs, frozen = prepared
+        return self.embedder(inputs, frozen=frozen)  # [n, D]
+
+
+def _step_loss(encoder: Encoder, batch: Batch, tc: TrainConfig) -> torch.Tensor:
+    """Forward and backward of one step on this rank's shard; returns the global mean loss (detached)."""
+    b, k = len(batch.queries), tc.hard_negatives
+    targets = batch.positives + batch.negatives  # [b positives, then b*k negatives grouped per query]
+    scale = backward_scale()
+
+    def loss_fn(q: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        negatives = t[b:].view(b, k, -1) if k else None
+        loss = info_nce(q, t[:b], negatives, temperature=tc.temperature, bidirectional=tc.bidirectional)
+        return loss * scale
+
+    if tc.gradcache_chunk:
+        c = tc.gradcache_chunk
+        groups = [
+            (encoder.forward, [encoder.prepare(sides[i : i + c]) for i in range(0, len(sides), c)])
+            for sides in (batch.queries, targets)
+        ]
+        return gradcache_backward(groups, loss_fn) / scale
+    loss = loss_fn(encoder.forward(encoder.prepare(batch.queries)), encoder.forward(encoder.prepare(targets)))
+    loss.backward()
+    return loss.detach() / scale
+
+
+def _resume_from(tc: TrainConfig, run_dir: Path) -> Path | None:
+    if tc.resume == "never":
+        return None
+    if tc.resume == "auto":
+        return latest_checkpoint(run_dir / "checkpoints")
+    path = Path(tc.resume)
+    path = path if path.is_absolute() else workspace_root() / path
+    if not path.is_dir():
+        raise UserError(f"train.resume: no such checkpoint folder {path}")
+    return path
+
+
+def fit(
+    embedder: Any,
+    processor: Any,
+    pairs: Sequence[TrainPair],
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    *,
+    env: DistEnv | None = None,
+    tracker: Any = None,
+    cache_settings: str = "",
+) -> Path:
+    """Train `embedder` (its trainable parameters) on `pairs`; returns the run folder holding config.yaml,
+    checkpoints/, metrics and the final trainable weights (trainable.safetensors)."""
+    tc, env = cfg.train, env or DistEnv()
+    run_dir = Path(run_dir)
+    if env.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_resolved(cfg, run_dir)
+    params = [p for p in embedder.parameters() if p.requires_grad]
+    broadcast_parameters(params)
+    optimizer = _optimizer(embedder, tc)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, tc))
+    sampler = SourceBatchSampler(pairs, tc.batch_size, tc.seed, tc.hard_negatives)
+    cache = None
+    if tc.feature_cache:
+        cache_root = workspace_root() / tc.feature_cache_dir
+        cache = FeatureCache(cache_root, embedder.frozen_fingerprint(), cache_settings)
+    encoder = Encoder(embedder, processor, env.device, cache)
+
+    start = 0
+    seed_everything(tc.seed + env.rank)
+    resume = _resume_from(tc, run_dir)
+    if resume is not None:
+        shapes = {k: tuple(v.shape) for k, v in embedder.trainable_state_dict().items()}
+        ckpt = load_checkpoint(resume, shapes, device=env.device)
+        embedder.load_trainable_state_dict(ckpt.trainable)
+        optimizer.load_state_dict(ckpt.state["optimizer"])
+        scheduler.load_state_dict(ckpt.state["scheduler"])
+        start = int(ckpt.state["data_position"])
+        if ckpt.rng is not None:
+            restore_rng(ckpt.rng)
+        else:  # resumed with more ranks than it was saved with: fresh, but still deterministic, streams
+            seed_everything(tc.seed + env.rank + 1_000_003 * start)
+
+    own_tracker = tracker is None and env.is_main
+    if own_tracker:
+        tracker = RunFolderTracker(run_dir)
+    if env.is_main:
+        tracker.log_params(flatten(cfg))
+    ckpt_dir = run_dir / "checkpoints"
+
+    def checkpoint(step: int) -> Path:
+        return save_checkpoint(
+            ckpt_dir,
+            step,
+            trainable=embedder.trainable_state_dict(),
+            optimizer=optimizer,
+            scheduler=scheduler,
+            data_position=step,
+        )
+
+    embedder.train()
+    quiet = not sys.stderr.isatty() or not env.is_main
+    with StopRequest() as stop, tqdm(total=tc.steps, initial=start, disable=quiet, desc="train") as bar:
+        for step in range(start, tc.steps):
+            t0 = time.perf_counter()
+            batch = sampler.batch(step, env.rank, env.world_size)
+            loss = _step_loss(encoder, batch, tc)
+            average_gradients(params)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            done = step + 1
+            seconds = time.perf_counter() - t0
+            metrics = {"loss": loss.item(), "lr": scheduler.get_last_lr()[0], "samples_per_s": tc.batch_size / seconds}
+            if env.is_main:
+                tracker.log_metrics(metrics, step=done)
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}", samples_s=f"{metrics['samples_per_s']:.1f}")
+            bar.update(1)
+            if stop.requested():
+                path = checkpoint(done)
+                if own_tracker:
+                    tracker.close("KILLED")
+                raise TrainingInterrupted(path, stop.signum or 0)
+            if tc.checkpoint_every and done % tc.checkpoint_every == 0 and done < tc.steps:
+                checkpoint(done)
+
+    checkpoint(tc.steps)
+    if env.is_main:
+        save_weights(run_dir / WEIGHTS, embedder.trainable_state_dict(), {"step": str(tc.steps)})
+        tracker.log_artifact(run_dir / "config.yaml")
+        if (run_dir / "metrics.jsonl").is_file():
+            tracker.log_artifact(run_dir / "metrics.jsonl")
+        if own_tracker:
+            tracker.close("FINISHED")
+    return run_dir
+
+
+def load_train_pairs(cfg: ExperimentConfig) -> list[TrainPair]:
+    from ..data import read_mmeb_train, read_scar_train  # the DATA engineer's readers
+
+    root, d = workspace_root(), cfg.data
+    image_root = str(root / d.image_root) if d.image_root else None
+    pairs: list[TrainPair] = []
+    if cfg.train.source in ("scar", "both"):
+        pairs += read_scar_train(root / d.scar_dir, prompt=d.prompt, image_root=image_root, skip_invalid=d.skip_invalid)
+    if cfg.train.source in ("mmeb", "both"):
+        pairs += read_mmeb_train(root / d.mmeb_dir, image_root=image_root, skip_invalid=d.skip_invalid)
+    return pairs
+
+
+def cache_settings(cfg: ExperimentConfig) -> str:
+    """What the frozen features depend on besides image, prompt and frozen weights."""
+    m = cfg.model
+    return (
+        f"variant={m.variant};vlm={m.vlm_image_size};sam={m.sam_image_size};points={m.num_points};"
+        f"compat={m.official_compat};dtype={m.dtype}"
+    )
+
+
+def train(cfg: ExperimentConfig, *, tracker: Any = None) -> Path:
+    """Train the experiment's embedder; returns the run folder (see `fit`)."""
+    from ..models import build_embedder
+
+    env = init_distributed()
+    seed_everything(cfg.train.seed)  # identical initial weights on every rank
+    embedder, processor = build_embedder(cfg.model, root=workspace_root(), device=env.device)
+    pairs = load_train_pairs(cfg)
+    run_dir = run_dir_of(cfg)
+    return fit(embedder, processor, pairs, cfg, run_dir, env=env, tracker=tracker, cache_settings=cache_settings(cfg))

@@ -1,0 +1,82 @@
+"""Which pairs make up training step t: a pure function of (seed, t), so a resumed run sees exactly the
+batches an uninterrupted one would, and every rank agrees on the global batch without communication.
+
+Each global batch comes from one source (as in the release: in-batch negatives from the same dataset
+are meaningful negatives). An epoch shuffles each source, cuts it into full batches (the remainder waits
+for the next epoch's shuffle), and shuffles the order of all batches.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.types import Side, TrainPair
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Side lists of this rank's shard; negatives are grouped per query: [q0's K, q1's K, ...]."""
+
+    queries: list[Side]
+    positives: list[Side]
+    negatives: list[Side]
+    source: str
+
+
+class SourceBatchSampler:
+    def __init__(self, pairs: Sequence[TrainPair], batch_size: int, seed: int, hard_negatives: int = 0):
+        self.pairs, self.batch_size, self.seed, self.k = pairs, batch_size, seed, hard_negatives
+        by_source: dict[str, list[int]] = {}
+        for i, pair in enumerate(pairs):
+            by_source.setdefault(pair.source, []).append(i)
+        self.sources = {s: np.array(ix) for s, ix in sorted(by_source.items())}
+        small = [s for s, ix in self.sources.items() if len(ix) < batch_size]
+        if len(small) == len(self.sources):
+            raise UserError(f"train.batch_size: {batch_size} is larger than every source ({self._sizes()})")
+        if small:
+            warnings.warn(f"sources smaller than one batch are not used: {', '.join(small)}", stacklevel=2)
+        if hard_negatives:
+            short = next((i for i, p in enumerate(pairs) if len(p.negatives) < hard_negatives), None)
+            if short is not None:
+                raise UserError(
+                    f"train.hard_negatives: {hard_negatives} per query, but pair {short} of source "
+                    f"'{pairs[short].source}' has only {len(pairs[short].negatives)} negatives"
+                )
+        self.batches_per_epoch = sum(len(ix) // batch_size for ix in self.sources.values())
+        self._epoch: tuple[int, list[np.ndarray]] | None = None
+
+    def _sizes(self) -> str:
+        return ", ".join(f"{s}: {len(ix)}" for s, ix in self.sources.items())
+
+    def _plan(self, epoch: int) -> list[np.ndarray]:
+        if self._epoch is None or self._epoch[0] != epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            batches = []
+            for ix in self.sources.values():
+                order, n = rng.permutation(ix), self.batch_size
+                batches += [order[i : i + n] for i in range(0, len(order) - n + 1, n)]
+            self._epoch = (epoch, [batches[i] for i in rng.permutation(len(batches))])
+        return self._epoch[1]
+
+    def indices(self, step: int) -> np.ndarray:
+        """Pair indices of the global batch of `step`."""
+        epoch, i = divmod(step, self.batches_per_epoch)
+        return self._plan(epoch)[i]
+
+    def batch(self, step: int, rank: int = 0, world_size: int = 1) -> Batch:
+        """This rank's contiguous shard of step `step`'s global batch (the loss gathers in rank order)."""
+        if self.batch_size % world_size:
+            raise UserError(f"train.batch_size: {self.batch_size} is not divisible by the {world_size} processes")
+        idx = self.indices(step)
+        rng = np.random.default_rng([self.seed, step, 1])  # hard-negative choice, also a function of the step
+        chosen = [rng.choice(len(self.pairs[i].negatives), self.k, replace=False) for i in idx] if self.k else []
+        b = self.batch_size // world_size
+        shard = slice(rank * b, (rank + 1) * b)
+        pairs = [self.pairs[i] for i in idx[shard]]
+        negs = [pair.negatives[j] for pair, js in zip(pairs, chosen[shard], strict=True) for j in js] if self.k else []
+        return Batch([p.query for p in pairs], [p.positive for p in pairs], negs, pairs[0].source)
