@@ -81,8 +81,6 @@ def build_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, *, pre
     if curves:
         images.append(("Training curves", plots.training_curves(curves, out / "plots" / "training_curves.png")))
         write_curve_csv(curves, {r.name: r.variant for r in runs}, out / "curves.csv")
-    if ours:
-        write_dvc_bars(ours[0], out / "scar_subsets.csv")
 
     sweeps = []
     for path, data in find_sweeps(out / "sweeps"):
@@ -118,13 +116,6 @@ def write_curve_csv(curves: dict[str, pl.DataFrame], variants: dict[str, str], p
         df = df.rename({"loss": col})
         wide = df if wide is None else wide.join(df, on="step", how="full", coalesce=True)
     write_text(path, wide.sort("step").write_csv())
-
-
-def write_dvc_bars(t: Table, path: Path) -> None:
-    """Long table subset, run, p_at_1 for `dvc plots show` (bar chart of SCaR-synth per subset)."""
-    label = t.frame.columns[0]
-    long = t.frame.drop("hit@5", "MRR").unpivot(index=label, variable_name="subset", value_name="p_at_1")
-    write_text(path, long.rename({label: "run"}).write_csv())
 
 
 def render_md(sections, images, intro: str, out: Path) -> str:
