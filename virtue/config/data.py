@@ -9,7 +9,7 @@ from .base import Section
 
 class SynthConfig(Section):
     seed: int = 0
-    image_size: int = Field(96, ge=32, description="side of the square synthetic images, pixels")
+    image_size: int = Field(128, ge=64, description="side of the square synthetic images, pixels")
     scar_train_per_subset: int = Field(2000, ge=1)
     scar_eval_per_subset: int = Field(200, ge=1)
     mmeb_train_per_task: int = Field(500, ge=1)

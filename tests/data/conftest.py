@@ -1,0 +1,16 @@
+"""A tiny SCaR-synth set shared by the data tests (generated once per session)."""
+
+from __future__ import annotations
+
+import pytest
+
+from virtue.data.synth.scar import write_scar
+
+SIZES = {"train": 6, "eval": 4}
+
+
+@pytest.fixture(scope="session")
+def scar_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("scar") / "scar-synth"
+    write_scar(out, seed=3, image_size=128, per_subset=SIZES, progress=False)
+    return out

@@ -1,0 +1,66 @@
+"""Instance masks in the COCO encodings: uncompressed RLE (what SCaR-synth writes), compressed RLE strings
+and polygons (what COCO-derived real data holds). Masks in memory are [H, W] bool arrays."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def encode_rle(mask: np.ndarray) -> dict:
+    """COCO uncompressed RLE: run lengths over the column-major pixels, starting with a run of zeros."""
+    flat = np.asarray(mask, bool).flatten(order="F")
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts = [0, *counts]
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(c) for c in counts]}
+
+
+def _decode_counts_string(s: str) -> list[int]:
+    """COCO's compressed counts (5 bits per char, offset 48, delta-coded from the third run)."""
+    counts: list[int] = []
+    p = 0
+    while p < len(s):
+        x, k, more = 0, 0, True
+        while more:
+            c = ord(s[p]) - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and (c & 0x10):
+                x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
+
+
+def decode_segmentation(seg, height: int, width: int) -> np.ndarray:
+    """Any COCO segmentation (RLE dict, polygon list, or a JSON string of either) -> [H, W] bool.
+    Raises ValueError if it cannot be read or its size differs from the image."""
+    if isinstance(seg, str | bytes):
+        seg = json.loads(seg)
+    if isinstance(seg, dict):
+        h, w = (int(v) for v in seg["size"])
+        if (h, w) != (height, width):
+            raise ValueError(f"mask is {w}x{h} but the image is {width}x{height}")
+        counts = seg["counts"]
+        counts = _decode_counts_string(counts) if isinstance(counts, str | bytes) else [int(c) for c in counts]
+        if sum(counts) != h * w:
+            raise ValueError(f"mask run lengths cover {sum(counts)} pixels, the image has {h * w}")
+        values = np.zeros(len(counts), bool)
+        values[1::2] = True
+        return np.repeat(values, counts).reshape((h, w), order="F")
+    polys = [list(p) for p in seg]
+    if not polys or any(len(p) < 6 or len(p) % 2 for p in polys):
+        raise ValueError("a polygon segmentation needs lists of at least 3 (x, y) pairs")
+    img = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(img)
+    for p in polys:
+        draw.polygon([(float(p[i]), float(p[i + 1])) for i in range(0, len(p), 2)], fill=255)
+    return np.asarray(img) > 0
