@@ -1,0 +1,152 @@
+"""What the backbone pre-training reads: the synthetic scenes (virtue.data.read_scenes) turned into prompted
+objects for SAM-2 and (image, caption) pairs for Qwen2-VL, and the texts the tokenizer is trained on.
+
+Captions come in kinds so that the LLM must read each element of a SCaR caption from the image tokens:
+which objects (colour, shape, size, left to right), where (sky or ground), how two objects relate, and the
+scene; the `relation` kind is a full caption in SCaR's own grammar."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ExperimentConfig
+from ..data.corpus import corpus_texts
+from ..data.prompts import coco_to_xyxy
+from ..data.scenes import read_scenes
+from ..data.synth.captions import CLEAR
+from ..data.synth.vocab import COLOURS, PREDICATES, SHAPES, SIZES, Caption, Desc
+from ..data.types import Side
+from ..errors import UserError
+from ..models.backbones import load_image, sam_pixels
+from .pretrain_sam import SegSample
+from .pretrain_vlm import IMAGE_INSTRUCTION
+
+ATTRIBUTES = ("colour", "shape", "size")
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    desc: Desc
+    region: str  # "sky" | "ground"
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2, pixels
+    mask: np.ndarray  # [H, W] bool
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        x1, y1, x2, y2 = self.box
+        return (x1 + x2) / 2, (y1 + y2) / 2
+
+
+@dataclass(frozen=True)
+class SceneImage:
+    image: str  # absolute path
+    size: tuple[int, int]  # width, height
+    scene: str
+    objects: tuple[SceneObject, ...]
+
+
+def load_scenes(folder: Path, split: str) -> list[SceneImage]:
+    out = []
+    for rec in read_scenes(folder, split):
+        objects = tuple(
+            SceneObject(Desc(o.size, o.colour, o.shape), o.region, coco_to_xyxy(o.bbox), np.asarray(o.mask, bool))
+            for o in rec.objects
+        )
+        if objects:
+            h, w = objects[0].mask.shape
+            out.append(SceneImage(str(rec.image), (w, h), rec.scene, objects))
+    return out
+
+
+def attribute_classes() -> dict[str, tuple[str, ...]]:
+    return {"colour": tuple(COLOURS), "shape": SHAPES, "size": SIZES}
+
+
+def segmentation_samples(
+    scenes: Sequence[SceneImage], sam_size: int, classes: dict[str, tuple[str, ...]]
+) -> list[SegSample]:
+    """One sample per object; each image is decoded and resized once."""
+    out = []
+    for sc in scenes:
+        pixels = sam_pixels(load_image(sc.image), sam_size)
+        for o in sc.objects:
+            attrs = tuple(classes[a].index(getattr(o.desc, a)) for a in ATTRIBUTES)
+            out.append(SegSample(pixels, o.mask, o.box, sc.size, attrs))
+    return out
+
+
+# ---------------------------------------------------------------- captions
+
+
+def _relation(a: SceneObject, b: SceneObject, side: float) -> list[str]:
+    """Predicates that clearly hold for `a pred b` (the margin SCaR-synth's ground truths use)."""
+    (ax, ay), (bx, by) = a.centre, b.centre
+    d = {"left of": bx - ax, "right of": ax - bx, "above": by - ay, "below": ay - by}
+    return [p for p in PREDICATES if d[p] / side > CLEAR]
+
+
+def caption(sc: SceneImage, kind: str, rng: np.random.Generator) -> str | None:
+    objs = sc.objects
+    if kind == "scene":
+        return f"a {sc.scene} scene"
+    if kind == "objects":
+        ordered = sorted(objs, key=lambda o: o.centre[0])
+        return "from left to right: " + ", ".join(f"a {o.desc.text()}" for o in ordered)
+    if kind == "region":
+        o = objs[rng.integers(len(objs))]
+        where = "in the sky" if o.region == "sky" else "on the ground"
+        return f"a {o.desc.text()} {where}"
+    pairs = [(a, b, p) for a in objs for b in objs if a is not b for p in _relation(a, b, max(sc.size))]
+    if not pairs:
+        return None
+    a, b, p = pairs[rng.integers(len(pairs))]
+    return Caption(a.desc, p, b.desc, sc.scene).text()
+
+
+def caption_pairs(scenes: Sequence[SceneImage], kinds: Sequence[str], seed: int) -> list[tuple[Side, Side]]:
+    """Every (image, caption) pair the training draws from: per image, a few captions of each kind."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for sc in scenes:
+        image = Side(IMAGE_INSTRUCTION, sc.image)
+        for kind in kinds:
+            for _ in range(1 if kind == "scene" else 2):
+                text = caption(sc, kind, rng)
+                if text is not None:
+                    out.append((image, Side(text)))
+    return out
+
+
+def eval_caption_sets(
+    scenes: Sequence[SceneImage], kinds: Sequence[str], seed: int
+) -> dict[str, tuple[list[Side], list[Side]]]:
+    """Per kind: held-out images and one caption each (retrieval among all of them)."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, tuple[list[Side], list[Side]]] = {}
+    for kind in kinds:
+        images, caps = [], []
+        for sc in scenes:
+            text = caption(sc, kind, rng)
+            if text is not None:
+                images.append(Side(IMAGE_INSTRUCTION, sc.image))
+                caps.append(Side(text))
+        out[kind] = (images, caps)
+    return out
+
+
+def tokenizer_corpus(root: Path, cfg: ExperimentConfig, scenes: Sequence[SceneImage]) -> list[str]:
+    """Every text the embedder will read: the benchmarks' texts (corpus_texts) and the captions used here."""
+    texts: list[str] = [IMAGE_INSTRUCTION]
+    for folder in (cfg.data.scar_dir, cfg.data.mmeb_dir):
+        if (root / folder).is_dir():
+            texts += list(corpus_texts(root / folder))
+    rng = np.random.default_rng(0)
+    for sc in scenes:
+        texts += [t for k in ("objects", "region", "relation", "scene") if (t := caption(sc, k, rng))]
+    if len(texts) < 2:
+        raise UserError(f"data.scar_dir: {cfg.data.scar_dir}: no texts to train the tokenizer on")
+    return texts

@@ -1,0 +1,225 @@
+"""Pre-training of the tiny SAM-2 on the synthetic scenes: promptable segmentation (box and point prompts,
+BCE + dice on the low-resolution mask) plus heads that predict the prompted object's attributes from the
+mask decoder's image-side stream.
+
+Why the heads: VIRTUE reads that stream (the two-way transformer's "keys"), not the masks. A mask-only
+objective only needs "inside / outside the prompted object" there, so colour and shape can vanish from it
+and the frozen features then tell the LLM nothing it cannot read elsewhere (prototype-findings.md, item 6).
+The heads are thrown away after pre-training; only the SAM-2 weights are saved."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..data.prompts import BOX_LABELS, POSITIVE, sample_points, to_frame
+
+
+@dataclass(frozen=True)
+class SegSample:
+    """One prompted object: the SAM input image, the object's mask and box, its attribute ids."""
+
+    pixels: Tensor  # [3, S, S] float, already in SAM's input frame and normalisation
+    mask: np.ndarray  # [H, W] bool, original image pixels
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2, original image pixels
+    size: tuple[int, int]  # original (width, height)
+    attributes: tuple[int, ...]  # one class id per attribute head
+
+
+class AppearanceHeads(nn.Module):
+    """Linear heads on the mean of the image-side stream: one classifier per attribute."""
+
+    def __init__(self, dim: int, num_classes: dict[str, int]):
+        super().__init__()
+        self.names = list(num_classes)
+        self.norm = nn.LayerNorm(dim)
+        self.heads = nn.ModuleList(nn.Linear(dim, n) for n in num_classes.values())
+
+    def forward(self, keys: Tensor) -> list[Tensor]:
+        # keys: [B, T, C] -> one [B, n_k] logit tensor per attribute
+        pooled = self.norm(keys.mean(dim=1))
+        return [head(pooled) for head in self.heads]
+
+
+class KeysTap:
+    """Forward hook on the mask decoder's two-way transformer: keeps its image-side output [B, T, C]."""
+
+    def __init__(self, sam: nn.Module):
+        self.keys: Tensor | None = None
+        self._handle = sam.mask_decoder.transformer.register_forward_hook(self._hook)
+
+    def _hook(self, module, args, output) -> None:
+        keys = output[1]  # [B*P, 1, T, C]
+        self.keys = keys.flatten(0, 1)
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
+def dice_loss(logits: Tensor, target: Tensor) -> Tensor:
+    # logits, target: [B, h, w]
+    p = logits.sigmoid().flatten(1)
+    t = target.flatten(1)
+    return (1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)).mean()
+
+
+def _prompt_tensors(
+    batch: Sequence[SegSample], kind: str, side: int, rng: np.random.Generator, n_points: int
+) -> dict[str, Tensor]:
+    """SAM prompt arguments in its input frame. Boxes are jittered by up to 10% of their size, like a user."""
+    if kind == "box":
+        boxes = []
+        for s in batch:
+            x1, y1, x2, y2 = s.box
+            w, h = x2 - x1, y2 - y1
+            j = rng.uniform(-0.1, 0.1, size=4) * np.array([w, h, w, h])
+            xy = np.array([[x1 + j[0], y1 + j[1]], [x2 + j[2], y2 + j[3]]])
+            xy = np.clip(xy, 0, np.array(s.size, dtype=np.float64))
+            boxes.append(to_frame(xy, s.size, (side, side)).reshape(4))
+        # A box is its two corners labelled (2, 3), as the embedder's processor feeds it.
+        pts = torch.tensor(np.stack(boxes), dtype=torch.float32).view(-1, 1, 2, 2)  # [B, 1, 2, 2]
+        return {"input_points": pts, "input_labels": torch.tensor(BOX_LABELS).expand(len(batch), 1, 2)}
+    points = [to_frame(np.array(sample_points(s.mask, n_points, rng)), s.size, (side, side)) for s in batch]
+    pts = torch.tensor(np.stack(points), dtype=torch.float32)[:, None]  # [B, 1, n, 2]
+    labels = torch.full(pts.shape[:3], POSITIVE, dtype=torch.int64)
+    return {"input_points": pts, "input_labels": labels}
+
+
+def _mask_targets(batch: Sequence[SegSample], side: int) -> Tensor:
+    masks = torch.stack([torch.from_numpy(s.mask.astype(np.float32)) for s in batch])[:, None]  # [B, 1, H, W]
+    return F.interpolate(masks, size=(side, side), mode="area")[:, 0]  # [B, side, side], soft at edges
+
+
+def segmentation_step(
+    sam: nn.Module,
+    tap: KeysTap,
+    heads: AppearanceHeads,
+    batch: Sequence[SegSample],
+    kind: str,
+    rng: np.random.Generator,
+    appearance_weight: float,
+) -> tuple[Tensor, dict[str, float]]:
+    side = batch[0].pixels.shape[-1]
+    pixels = torch.stack([s.pixels for s in batch])
+    n_points = int(rng.integers(1, 4))
+    out = sam(pixel_values=pixels, multimask_output=False, **_prompt_tensors(batch, kind, side, rng, n_points))
+    logits = out.pred_masks[:, 0, 0]  # [B, side/4, side/4]
+    target = _mask_targets(batch, logits.shape[-1])
+    mask_loss = F.binary_cross_entropy_with_logits(logits, target) + dice_loss(logits, target)
+    attr = torch.tensor([s.attributes for s in batch], dtype=torch.int64)  # [B, A]
+    head_logits = heads(tap.keys)
+    app_loss = sum(F.cross_entropy(lg, attr[:, i]) for i, lg in enumerate(head_logits)) / max(len(head_logits), 1)
+    loss = mask_loss + appearance_weight * app_loss
+    return loss, {"mask_loss": mask_loss.item(), "appearance_loss": float(app_loss.detach())}
+
+
+@torch.no_grad()
+def evaluate_segmentation(
+    sam: nn.Module,
+    tap: KeysTap,
+    heads: AppearanceHeads,
+    samples: Sequence[SegSample],
+    kind: str,
+    seed: int,
+    batch_size: int = 64,
+) -> dict[str, float]:
+    """mIoU of the single-mask output at the original resolution, and the heads' accuracy (a probe of how
+    much of the object's appearance the image-side stream still carries)."""
+    was_training = sam.training
+    sam.eval()
+    # Score the mask that was trained (token 0); the stability switch would pick untrained multimask outputs.
+    dynamic = sam.mask_decoder.dynamic_multimask_via_stability
+    sam.mask_decoder.dynamic_multimask_via_stability = False
+    rng = np.random.default_rng(seed)
+    ious: list[float] = []
+    correct = np.zeros(len(samples[0].attributes)) if samples else np.zeros(0)
+    try:
+        for i in range(0, len(samples), batch_size):
+            batch = samples[i : i + batch_size]
+            side = batch[0].pixels.shape[-1]
+            prompts = _prompt_tensors(batch, kind, side, rng, n_points=1)
+            if kind == "box":  # held-out boxes are the exact boxes
+                exact = [to_frame(np.array(s.box).reshape(2, 2), s.size, (side, side)) for s in batch]
+                prompts["input_points"] = torch.tensor(np.stack(exact), dtype=torch.float32)[:, None]
+            out = sam(pixel_values=torch.stack([s.pixels for s in batch]), multimask_output=False, **prompts)
+            for s, lg in zip(batch, out.pred_masks[:, 0, 0], strict=True):
+                w, h = s.size
+                full = F.interpolate(lg[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0] > 0
+                gt = torch.from_numpy(s.mask)
+                union = (full | gt).sum().item()
+                ious.append((full & gt).sum().item() / union if union else 1.0)
+            attr = torch.tensor([s.attributes for s in batch])
+            for k, lg in enumerate(heads(tap.keys)):
+                correct[k] += (lg.argmax(-1) == attr[:, k]).sum().item()
+    finally:
+        sam.mask_decoder.dynamic_multimask_via_stability = dynamic
+        sam.train(was_training)
+    n = max(len(samples), 1)
+    return {
+        "miou": float(np.mean(ious)) if ious else 0.0,
+        **{f"{a}_acc": c / n for a, c in zip(heads.names, correct, strict=True)},
+    }
+
+
+def train_segmenter(
+    sam: nn.Module,
+    train_samples: Sequence[SegSample],
+    eval_samples: Sequence[SegSample],
+    num_classes: dict[str, int],
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    prompts: Sequence[str],
+    appearance_weight: float,
+    seed: int,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, float]:
+    """Train `sam` in place; returns held-out metrics (mIoU per prompt kind, head accuracies) and timings."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    tap = KeysTap(sam)
+    dim = sam.config.mask_decoder_config.hidden_size
+    heads = AppearanceHeads(dim, num_classes)
+    params = [*sam.parameters(), *heads.parameters()]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    warmup = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1)))
+    )
+    sam.train()
+    history: list[float] = []
+    start = time.perf_counter()
+    bar = tqdm(range(steps), desc="pretrain sam2", disable=None)
+    for step in bar:
+        idx = rng.choice(len(train_samples), size=min(batch_size, len(train_samples)), replace=False)
+        kind = prompts[step % len(prompts)]
+        loss, parts = segmentation_step(sam, tap, heads, [train_samples[i] for i in idx], kind, rng, appearance_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        history.append(loss.item())
+        bar.set_postfix(loss=f"{history[-1]:.3f}")
+        if on_step is not None:
+            on_step(step, {"sam/loss": history[-1], **{f"sam/{k}": v for k, v in parts.items()}})
+    train_s = time.perf_counter() - start
+    metrics: dict[str, float] = {"train_seconds": train_s, "steps": steps}
+    if history:
+        k = max(1, len(history) // 10)
+        metrics["loss_first"] = float(np.mean(history[:k]))
+        metrics["loss_last"] = float(np.mean(history[-k:]))
+    for kind in ("box", "points"):
+        for name, v in evaluate_segmentation(sam, tap, heads, eval_samples, kind, seed + 1).items():
+            metrics[f"eval_{kind}_{name}"] = v
+    tap.close()
+    return metrics
