@@ -43,3 +43,33 @@ def importable(monkeypatch):
     for _ in objectives.__name__.split(".")[:-1]:
         folder = os.path.dirname(folder)
     monkeypatch.setenv("PYTHONPATH", folder + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+@pytest.fixture
+def study_file(workspace):
+    """Write a study YAML into the test workspace (experiment `micro`, objectives from the test module)."""
+    import yaml
+
+    from . import objectives
+
+    (workspace / "experiments" / "micro.yaml").write_text("name: micro\ntracking: {experiment: sweeps-test}\n")
+
+    def make(name: str = "depth", objective: str = "quadratic", **fields) -> Path:
+        data = {
+            "name": name,
+            "experiment": "micro",
+            "axis": "connector_depth",
+            "cells": [{"label": str(d), "overrides": [f"model.connector_depth={d}"]} for d in (1, 2, 3)],
+            "metric": "score",
+            "extra_metrics": ["nested.hit@1"],
+            "seeds": 1,
+            "objective": f"{objectives.__name__}:{objective}",
+            "slurm": {"kind": "slurm", "time_min": 5, "cpus_per_task": 1, "mem_gb": 1, "log_dir": "runs/logs"},
+            **fields,
+        }
+        path = workspace / "sweeps" / "studies" / f"{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    return make

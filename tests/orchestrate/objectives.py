@@ -20,7 +20,7 @@ def where() -> dict:
     return {"pid": os.getpid(), "slurm_job": os.environ.get("SLURM_JOB_ID")}
 
 
-def quadratic(cfg) -> dict:
+def quadratic(cfg, *, tracker=None) -> dict:
     """A small real objective over an experiment config: a bowl with its minimum at connector_depth=2,
     seg_tokens=16, lr=1e-3, plus a seed-dependent wobble so seeds differ deterministically."""
     import math
@@ -29,18 +29,28 @@ def quadratic(cfg) -> dict:
     s = math.log2(cfg.model.seg_tokens)
     lr = math.log10(cfg.train.lr)
     score = 1.0 - 0.1 * (d - 2) ** 2 - 0.02 * (s - 4) ** 2 - 0.05 * (lr + 3) ** 2 + 0.01 * ((cfg.train.seed % 3) - 1)
-    return {"score": score, "loss": 1.0 - score}
+    if tracker is not None:
+        for step in range(3):  # a short "training curve", as a real objective would log
+            tracker.log_metrics({"train.loss": (1.0 - score) * (3 - step)}, step=step)
+    return {"score": score, "loss": 1.0 - score, "nested": {"hit@1": score / 2}}
 
 
-def slow_quadratic(cfg) -> dict:
-    """quadratic, after a pause that `VIRTUE_TEST_SLEEP` sets (for kill/requeue tests); records each start in
-    $VIRTUE_TEST_LOG so a test can see that a trial ran twice."""
+def slow_quadratic(cfg, *, tracker=None) -> dict:
+    """quadratic computed in 3 checkpointed steps in the trial's run folder. The first attempt at step 1
+    writes $VIRTUE_TEST_ONCE (its pid and Slurm job) and hangs for $VIRTUE_TEST_SLEEP s, to be killed or
+    requeued; a later attempt resumes from the checkpoint and reports where it started ("resumed_from")."""
+    ckpt = Path(cfg.train.output_dir) / "ckpt.json"
+    start = json.loads(ckpt.read_text())["next_step"] if ckpt.exists() else 0
     log = os.environ.get("VIRTUE_TEST_LOG")
     if log:
         with open(log, "a") as f:
-            f.write(json.dumps({"seed": cfg.train.seed, "depth": cfg.model.connector_depth}) + "\n")
+            f.write(json.dumps({"seed": cfg.train.seed, "depth": cfg.model.connector_depth, "start": start}) + "\n")
     marker = os.environ.get("VIRTUE_TEST_ONCE")
-    if marker and not Path(marker).exists():  # the first attempt hangs (to be killed); later ones are quick
-        Path(marker).write_text("started")
-        time.sleep(float(os.environ.get("VIRTUE_TEST_SLEEP", "60")))
-    return quadratic(cfg)
+    for step in range(start, 3):
+        if step == 1 and marker and not Path(marker).exists():
+            info = {"pid": os.getpid(), "slurm_job": os.environ.get("SLURM_JOB_ID")}
+            Path(marker).write_text(json.dumps(info))
+            time.sleep(float(os.environ.get("VIRTUE_TEST_SLEEP", "60")))
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        ckpt.write_text(json.dumps({"next_step": step + 1}))
+    return {**quadratic(cfg, tracker=tracker), "resumed_from": start}

@@ -93,3 +93,13 @@ def test_disabled_tracking_gives_a_null_tracker(workspace, cfg):
     tr.close()
     assert not (workspace / "mlflow.db").exists()
     assert (workspace / "runs" / "off" / "metrics.jsonl").is_file()
+
+
+def test_metric_names_mlflow_refuses_are_mapped_not_fatal(workspace, cfg):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # going offline would warn
+        with open_tracker(cfg, workspace / "runs" / "m") as tr:
+            tr.log_metrics({"scar.overall.hit@1": 0.5, "odd name!": 1.0}, step=0)
+    run = MlflowClient(tracking_uri()).get_run(tr.run_id)
+    assert run.data.metrics == {"scar.overall.hit_at_1": 0.5, "odd name_": 1.0}
+    assert "hit@1" in (workspace / "runs" / "m" / "metrics.jsonl").read_text()  # the local record keeps the key

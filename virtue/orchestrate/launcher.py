@@ -58,6 +58,13 @@ def make_executor(launcher: LauncherConfig, name: str, *, folder: str | os.PathL
     return executor
 
 
+def failure_reason(e: BaseException) -> str:
+    """The remote traceback's last "SomeError: message" line says what went wrong; else submitit's summary."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    errs = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt|Exit)\b", ln)]
+    return errs[-1] if errs else (lines[0] if lines else type(e).__name__)
+
+
 def wait(job, name: str) -> Any:
     """job.result(), with a failure turned into one clear error naming the job and its logs."""
     import submitit
@@ -65,12 +72,9 @@ def wait(job, name: str) -> Any:
     try:
         return job.result()
     except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        # The remote traceback's last "SomeError: message" line says what went wrong; else submitit's summary.
-        errs = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt|Exit)\b", ln)]
-        why = errs[-1] if errs else (lines[0] if lines else "no message")
         raise LaunchError(
-            f"{name}: job {job.job_id} failed: {why} (stdout: {job.paths.stdout}, stderr: {job.paths.stderr})"
+            f"{name}: job {job.job_id} failed: {failure_reason(e)} "
+            f"(stdout: {job.paths.stdout}, stderr: {job.paths.stderr})"
         ) from e
 
 

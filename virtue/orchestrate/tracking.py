@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -226,7 +227,7 @@ class MlflowTracker:
         from mlflow.entities import Metric
 
         from_ms = _now_ms()
-        batch = [Metric(k, float(v), from_ms, step or 0) for k, v in metrics.items()]
+        batch = [Metric(metric_name(k), float(v), from_ms, step or 0) for k, v in metrics.items()]
         self._call(self._client.log_batch, self.run_id, metrics=batch)
 
     def log_artifact(self, path: str | os.PathLike) -> None:
@@ -249,6 +250,11 @@ class MlflowTracker:
 
     def __exit__(self, exc_type, *_):
         self.close("FAILED" if exc_type else "FINISHED")
+
+
+def metric_name(key: str) -> str:
+    """MLflow allows only [A-Za-z0-9_-. :/] in names: 'scar.overall.hit@1' -> 'scar.overall.hit_at_1'."""
+    return re.sub(r"[^\w\-. :/]", "_", key.replace("@", "_at_"))
 
 
 def _now_ms() -> int:

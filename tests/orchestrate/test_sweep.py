@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from virtue.config import load_experiment
+from virtue.orchestrate.study import load_study
+from virtue.orchestrate.sweep import run_sweep, storage_url
+from virtue.orchestrate.tracking import tracking_uri
+from virtue.orchestrate.worker import open_storage
+
+from . import objectives
+
+RUN_PY = Path(__file__).resolve().parents[2] / "sweeps" / "run.py"
+
+
+def load(spec):
+    return optuna.load_study(study_name=spec.name, storage=open_storage(storage_url(spec, None)))
+
+
+def expected(depth: int, seed: int) -> float:
+    cfg = load_experiment("micro", [f"model.connector_depth={depth}", f"train.seed={seed}"])
+    return objectives.quadratic(cfg)["score"]
+
+
+def children(spec) -> tuple[object, list]:
+    client = MlflowClient(tracking_uri())
+    exp = client.get_experiment_by_name("sweeps-test")
+    parent = json.loads((Path(os.environ["VIRTUE_ROOT"]) / "runs" / "sweeps" / spec.name / "mlflow_run.json").read_text())
+    runs = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent['run_id']}'")
+    return client.get_run(parent["run_id"]), runs
+
+
+def test_grid_debug_runs_every_cell_and_seed_and_reports(workspace, study_file):
+    spec = load_study(study_file(seeds=2))
+    res = run_sweep(spec, executor="debug")
+    assert res.completed == 6 and not res.failed
+    report = json.loads((workspace / "reports" / "sweeps" / "depth.json").read_text())
+    assert (workspace / "reports" / "sweeps" / "depth.png").stat().st_size > 1000
+    assert [r["connector_depth"] for r in report["rows"]] == ["1", "2", "3"]
+    for row in report["rows"]:
+        vals = [expected(int(row["connector_depth"]), s) for s in (0, 1)]
+        assert row["values"] == pytest.approx(vals) and row["n"] == 2
+        assert row["mean"] == pytest.approx(sum(vals) / 2) and row["std"] > 0
+        assert row["nested.hit@1 mean"] == pytest.approx(row["mean"] / 2)
+    assert report["best"]["connector_depth"] == "2"
+    # MLflow: one parent run, one child per trial, the child's id kept on the trial.
+    parent, runs = children(spec)
+    assert parent.info.status == "FINISHED" and len(runs) == 6
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    trials = load(spec).get_trials(states=(TrialState.COMPLETE,))
+    assert {t.user_attrs["mlflow_run_id"] for t in trials} == {r.info.run_id for r in runs}
+    history = MlflowClient(tracking_uri()).get_metric_history(runs[0].info.run_id, "train.loss")
+    assert [m.step for m in history] == [0, 1, 2]
+
+
+def test_grid_is_deterministic_and_a_rerun_only_does_what_is_missing(workspace, study_file):
+    spec = load_study(study_file())
+    first = run_sweep(spec, executor="debug")
+    rows = json.loads((workspace / "reports" / "sweeps" / "depth.json").read_text())["rows"]
+    again = run_sweep(spec, executor="debug")  # nothing missing: no new trial
+    assert (first.completed, again.completed) == (3, 3)
+    assert len(load(spec).get_trials()) == 3
+    assert json.loads((workspace / "reports" / "sweeps" / "depth.json").read_text())["rows"] == rows
+    more = run_sweep(spec, executor="debug", seeds=2)  # a new seed: exactly the 3 new cells
+    assert more.completed == 6 and len(load(spec).get_trials()) == 6
+    _, runs = children(spec)
+    assert len(runs) == 6  # the parent run was re-attached, not duplicated
+
+
+def test_a_failed_cell_is_reported_and_rerun_later(workspace, study_file, monkeypatch):
+    spec = load_study(study_file(metric="no.such.metric"))
+    res = run_sweep(spec, executor="debug")
+    assert res.completed == 0 and len(res.failed) == 3 and "no.such.metric" in res.failed[0]
+    assert {t.state for t in load(spec).get_trials()} == {TrialState.FAIL}
+    good = load_study(study_file())  # the same study, fixed: failed cells are enqueued again
+    assert run_sweep(good, executor="debug").completed == 3
+
+
+def test_dead_worker_trial_is_reenqueued_and_reattaches_its_mlflow_run(workspace, study_file, tmp_path, importable):
+    spec_path = study_file(objective="slow_quadratic", cells=[{"label": "2", "overrides": []}])
+    marker = tmp_path / "started.json"
+    env = {**os.environ, "VIRTUE_TEST_ONCE": str(marker), "VIRTUE_TEST_SLEEP": "120"}
+    cmd = [sys.executable, str(RUN_PY), "--study", str(spec_path), "--executor", "debug"]
+    driver = subprocess.Popen(cmd, env=env, cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert driver.poll() is None, driver.stdout.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        driver.send_signal(signal.SIGKILL)  # the worker (here: the driver itself) dies mid-trial
+        driver.wait()
+    spec = load_study(spec_path)
+    [stuck] = load(spec).get_trials()
+    assert stuck.state == TrialState.RUNNING
+    run_id = stuck.user_attrs["mlflow_run_id"]
+    with pytest.warns(UserWarning, match="dead worker"):
+        res = run_sweep(spec, executor="debug")
+    assert res.requeued == [0] and res.completed == 1
+    trials = load(spec).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[0].user_attrs["dead_worker"] and trials[1].user_attrs["requeued_from"] == 0
+    assert trials[1].user_attrs["mlflow_run_id"] == run_id
+    assert trials[1].user_attrs["metrics"]["resumed_from"] == 1  # continued from the trial's checkpoint
+    _, runs = children(spec)
+    assert [r.info.run_id for r in runs] == [run_id] and runs[0].info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_local_executor_runs_trials_in_parallel_subprocesses(workspace, study_file, importable):
+    spec = load_study(study_file())
+    res = run_sweep(spec, executor="local", workers=2)
+    assert res.completed == 3 and not res.failed, res.failed
+    trials = load(spec).get_trials()
+    pids = {t.user_attrs["worker_pid"] for t in trials}
+    assert os.getpid() not in pids and len(pids) == 3
+    assert [r["connector_depth"] for r in json.loads((workspace / "reports/sweeps/depth.json").read_text())["rows"]]
+    _, runs = children(spec)
+    assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_tpe_study_searches_and_continues(workspace, study_file):
+    search = {"train.lr": {"low": 1e-5, "high": 1e-1, "log": True}, "model.connector_depth": {"choices": [1, 2, 3]}}
+    spec = load_study(study_file(name="hpo", sampler="tpe", cells=[], search=search, n_trials=8, axis="trial"))
+    assert run_sweep(spec, executor="debug", workers=2).completed == 8
+    study = load(spec)
+    assert len(study.trials) == 8 and study.best_value == max(t.value for t in study.trials)
+    report = json.loads((workspace / "reports" / "sweeps" / "hpo.json").read_text())
+    assert report["best"]["value"] == study.best_value and len(report["rows"]) == 8
+    more = spec.model_copy(update={"n_trials": 10})
+    assert run_sweep(more, executor="debug").completed == 10
