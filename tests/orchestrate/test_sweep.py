@@ -36,7 +36,8 @@ def expected(depth: int, seed: int) -> float:
 def children(spec) -> tuple[object, list]:
     client = MlflowClient(tracking_uri())
     exp = client.get_experiment_by_name("sweeps-test")
-    parent = json.loads((Path(os.environ["VIRTUE_ROOT"]) / "runs" / "sweeps" / spec.name / "mlflow_run.json").read_text())
+    sdir = Path(os.environ["VIRTUE_ROOT"]) / "runs" / "sweeps" / spec.name
+    parent = json.loads((sdir / "mlflow_run.json").read_text())
     runs = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent['run_id']}'")
     return client.get_run(parent["run_id"]), runs
 
