@@ -3,6 +3,7 @@ python _fit_toy.py RUN_DIR WORK_DIR [key=value ...] trains the toy embedder with
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +35,23 @@ def run_toy(run_dir: Path, work: Path, tracker=None, **train) -> Path:
     embedder = ToyEmbedder(dropout=0.1)
     pairs = toy_pairs(work / "images", n=40, sources=("a", "b"), negatives=3)
     return fit(embedder, ToyProcessor(), pairs, toy_config(work, **train), run_dir, tracker=tracker)
+
+
+class SignalAt:
+    """A tracker that sends this process a signal after step k (the loop must finish the step, save, stop)."""
+
+    def __init__(self, k: int, signum: int):
+        self.k, self.signum, self.run_id = k, signum, None
+
+    def log_params(self, params):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        if step == self.k:
+            os.kill(os.getpid(), self.signum)
+
+    def log_artifact(self, path):
+        pass
 
 
 if __name__ == "__main__":

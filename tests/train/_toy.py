@@ -35,7 +35,8 @@ class ToyProcessor:
             if s.image is not None:
                 data = np.frombuffer(Path(s.image).read_bytes(), dtype=np.uint8)[:FEAT].astype(np.float32)
                 image[i, : len(data)] = torch.from_numpy(data) / 255.0
-        return {"text": text, "image": image}
+        has_image = torch.tensor([s.image is not None for s in sides])
+        return {"text": text, "image": image, "has_image": has_image}
 
 
 class ToyEmbedder(nn.Module):
@@ -48,7 +49,8 @@ class ToyEmbedder(nn.Module):
 
     def frozen_features(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
         with torch.no_grad():
-            return {"vision": torch.tanh(self.vision(inputs["image"]))}  # [B, FEAT]
+            # rows without an image are zeros, as in the real embedder
+            return {"vision": torch.tanh(self.vision(inputs["image"])) * inputs["has_image"][:, None]}  # [B, FEAT]
 
     def forward(self, inputs: dict[str, Tensor], frozen: dict[str, Tensor] | None = None) -> Tensor:
         vis = (frozen or self.frozen_features(inputs))["vision"]

@@ -8,6 +8,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _toy import ToyEmbedder, ToyProcessor, toy_pairs  # noqa: E402
 
+from virtue.data.types import Side  # noqa: E402
 from virtue.train.cache import FeatureCache  # noqa: E402
 from virtue.train.loop import Encoder  # noqa: E402
 
@@ -27,6 +28,21 @@ def test_cached_equals_uncached_and_is_reused(tmp_path):
     out = second.forward(second.prepare(sides))
     assert again.hits == 6 and again.misses == 0
     assert torch.equal(first, ref) and torch.equal(out, ref)
+
+
+def test_rows_without_image_are_zeros_and_not_stored(tmp_path):
+    torch.manual_seed(0)
+    model = ToyEmbedder(dropout=0.0).eval()
+    sides = [p.query for p in toy_pairs(tmp_path / "img", n=3)] + [Side("text only")]
+    cache = FeatureCache(tmp_path / "cache", model.frozen_fingerprint(), "s=1")
+    enc = Encoder(model, ToyProcessor(), "cpu", cache)
+    enc.prepare(sides)
+    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 3
+    _, frozen = enc.prepare(sides)  # all from disk
+    _, fresh = Encoder(model, ToyProcessor(), "cpu", None).prepare(sides)
+    assert cache.hits == 3 and torch.equal(frozen["vision"], model.frozen_features(ToyProcessor()(sides))["vision"])
+    assert fresh is None
+    assert enc.prepare([Side("only text"), Side("more text")])[1]["vision"].shape == (2, 16)
 
 
 def test_key_follows_content_prompt_weights_and_settings(tmp_path):

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from _fit_toy import run_toy  # noqa: E402
+from _fit_toy import SignalAt, run_toy  # noqa: E402
 
 from virtue.train.checkpoint import latest_checkpoint  # noqa: E402
 from virtue.train.loop import TrainingInterrupted  # noqa: E402
@@ -52,23 +52,6 @@ def test_run_folder_contents_and_loss_falls(tmp_path):
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert names == ["step-00000010", "step-00000020", "step-00000030"]
     assert latest_checkpoint(run / "checkpoints").name == "step-00000030"
-
-
-class SignalAt:
-    """A tracker that sends this process a signal after step k (the loop must finish the step, save, stop)."""
-
-    def __init__(self, k: int, signum: int):
-        self.k, self.signum, self.run_id = k, signum, None
-
-    def log_params(self, params):
-        pass
-
-    def log_metrics(self, metrics, step=None):
-        if step == self.k:
-            os.kill(os.getpid(), self.signum)
-
-    def log_artifact(self, path):
-        pass
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR2])

@@ -54,20 +54,29 @@ class FeatureCache:
         return self.root / key[:2] / f"{key}.safetensors"
 
     def features(self, sides: Sequence[Side], compute: Callable[[], Features]) -> Features:
-        """The frozen features of `sides` as [B, ...] tensors: read if every row is cached, otherwise
-        computed for the whole batch (one forward is cheaper than many partial ones) and stored."""
-        paths = [self._path(self.key(s)) for s in sides]
-        if all(p.is_file() for p in paths):
-            rows = [load_file(str(p)) for p in paths]
+        """The frozen features of `sides` as [B, ...] tensors. Only rows with an image are cached (rows
+        without one are zeros, whose shape depends on the rest of the batch). If every image row is cached
+        they are read; otherwise the whole batch is computed (one forward beats many partial ones) and stored."""
+        rows = [i for i, s in enumerate(sides) if s.image is not None]
+        if not rows:
+            return compute()
+        paths = {i: self._path(self.key(sides[i])) for i in rows}
+        if all(p.is_file() for p in paths.values()):
+            loaded = {i: load_file(str(p)) for i, p in paths.items()}
             self.hits += len(rows)
-            return {name: torch.stack([r[name] for r in rows]) for name in rows[0]}
+            first = loaded[rows[0]]
+            out = {name: t.new_zeros((len(sides), *t.shape)) for name, t in first.items()}
+            for i, feats in loaded.items():
+                for name, t in feats.items():
+                    out[name][i] = t
+            return out
         feats = compute()
         for name, t in feats.items():
             if t.shape[0] != len(sides):
                 raise ValueError(f"frozen feature '{name}' has {t.shape[0]} rows for {len(sides)} inputs")
-        for i, p in enumerate(paths):
+        for i, p in paths.items():
             if not p.is_file():
                 with atomic_path(p) as tmp:
                     save_file({name: t[i].detach().cpu().contiguous() for name, t in feats.items()}, str(tmp))
-        self.misses += len(sides)
+        self.misses += len(rows)
         return feats
