@@ -50,6 +50,7 @@ def build_embedder(
             side = segmentation.map_side
             if side % math.isqrt(cfg.seg_tokens):
                 raise UserError(f"model.seg_tokens: {cfg.seg_tokens}: its root must divide the SAM map side {side}")
+            torch.manual_seed(seed)  # the connector's init does not depend on where the backbones came from
             with torch.device("meta") if meta else torch.device("cpu"):
                 connector = Connector(
                     segmentation.channels,

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import Qwen2VLModel
 
+from ..errors import UserError
 from .connector import Connector
 from .processor import ModelInputs
 from .segmentation import SegmentationStream
@@ -146,9 +147,13 @@ class Embedder(nn.Module):
         params = {n: p for n, p in self.named_parameters() if p.requires_grad}
         missing, unexpected = params.keys() - state.keys(), state.keys() - params.keys()
         if missing or unexpected:
-            raise ValueError(
-                f"trainable weights do not match: missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
+            raise UserError(
+                f"trainable weights do not fit this model: missing {sorted(missing)[:3]}, "
+                f"unexpected {sorted(unexpected)[:3]}"
             )
+        for n, p in params.items():
+            if tuple(state[n].shape) != tuple(p.shape):
+                raise UserError(f"trainable weights: {n}: shape {tuple(state[n].shape)}, model has {tuple(p.shape)}")
         with torch.no_grad():
             for n, p in params.items():
                 p.copy_(state[n])

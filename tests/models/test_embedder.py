@@ -1,0 +1,199 @@
+"""The embedder on tiny random-weight backbones: shapes, prompts, variants, pooling, batching, frozen split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from virtue.data.prompts import box_prompt, mask_prompt, points_prompt
+from virtue.data.types import Side
+from virtue.models import pool_last
+
+SIZE = 128  # the images of conftest.py
+INSIDE_BOX = (64.0, 64.0, 120.0, 112.0)  # untouched by the patch of a_patched
+
+
+def _mask() -> np.ndarray:
+    m = np.zeros((SIZE, SIZE), bool)
+    m[20:70, 30:90] = True
+    return m
+
+
+def _sides(images) -> list[Side]:
+    return [
+        Side("the red circle", images["a"], box_prompt(10, 10, 60, 50)),
+        Side("a point", images["b"], points_prompt([(30, 40), (90, 20)], [1, 0])),
+        Side("a mask", images["a"], mask_prompt(_mask())),
+        Side("no prompt: the point grid", images["b"], None),
+        Side("text only, no image"),
+        Side("", images["a"], box_prompt(0, 0, 128, 128)),
+    ]
+
+
+@pytest.mark.parametrize("variant", ["virtue", "global", "crop"])
+def test_shapes_every_variant_and_prompt(build, images, variant):
+    embedder, processor = build(variant=variant)
+    sides = _sides(images)
+    inputs = processor(sides)
+    out = embedder(inputs)
+    assert out.shape == (len(sides), 160)
+    assert torch.allclose(out.norm(dim=-1), torch.ones(len(sides)), atol=1e-5)
+    seg_rows = inputs.seg_slots.sum(dim=1).tolist()
+    assert seg_rows == ([16, 16, 16, 16, 0, 16] if variant == "virtue" else [0] * 6)
+    assert inputs.mm_token_type_ids.sum(dim=1).tolist() == [36, 36, 36, 36, 0, 36]
+
+
+def test_batch_equals_rows_one_by_one(build, images):
+    embedder, processor = build()
+    sides = _sides(images)
+    with torch.no_grad():
+        batch = embedder(processor(sides))
+        rows = torch.cat([embedder(processor([s])) for s in sides])
+    torch.testing.assert_close(batch, rows, atol=2e-5, rtol=1e-4)
+
+
+def test_boxes_change_virtue_but_not_global(build, images):
+    text = "find the object"
+    one = Side(text, images["a"], box_prompt(5, 5, 40, 40))
+    two = Side(text, images["a"], box_prompt(70, 60, 125, 120))
+    for variant, differ in [("virtue", True), ("global", False)]:
+        embedder, processor = build(variant=variant)
+        with torch.no_grad():
+            e = embedder(processor([one, two]))
+        gap = (e[0] - e[1]).abs().max().item()
+        assert (gap > 1e-4) if differ else (gap == 0.0), (variant, gap)
+
+
+def test_every_prompt_kind_conditions_the_segmentation_map(build, images):
+    embedder, processor = build()
+    prompts = [box_prompt(5, 5, 40, 40), points_prompt([(100, 100)]), mask_prompt(_mask()), None]
+    with torch.no_grad():
+        seg = embedder.frozen_features(processor([Side("x", images["a"], p) for p in prompts]))["seg"]
+    assert seg.shape == (4, 64, 8, 8)
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert (seg[i] - seg[j]).abs().max() > 1e-4, (i, j)
+
+
+def test_crop_sees_only_the_crop(build, images):
+    box = box_prompt(*INSIDE_BOX)
+    same_inside = [Side("q", images["a"], box), Side("q", images["a_patched"], box)]
+    crop, proc = build(variant="crop")
+    glob, gproc = build(variant="global")
+    with torch.no_grad():
+        c = crop(proc(same_inside))
+        g = glob(gproc(same_inside))
+    torch.testing.assert_close(c[0], c[1], atol=1e-6, rtol=0)
+    assert (g[0] - g[1]).abs().max() > 1e-4  # the global model does see the patched quadrant
+
+
+def test_pooling_left_and_right_padding_agree(build, images):
+    sides = _sides(images)
+    emb_r, proc_r = build(padding_side="right")
+    emb_l, proc_l = build(padding_side="left")
+    ir, il = proc_r(sides), proc_l(sides)
+    assert (ir.attention_mask[:, -1] == 0).any() and (il.attention_mask[:, 0] == 0).any()
+    with torch.no_grad():
+        torch.testing.assert_close(emb_r(ir), emb_l(il), atol=2e-5, rtol=1e-4)
+
+
+def test_pool_last_reads_the_last_real_token():
+    hidden = torch.arange(2 * 4 * 1, dtype=torch.float32).view(2, 4, 1)
+    right = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    left = torch.tensor([[0, 0, 1, 1], [0, 1, 1, 1]])
+    assert pool_last(hidden, right).flatten().tolist() == [1.0, 7.0]
+    assert pool_last(hidden, left).flatten().tolist() == [3.0, 7.0]
+
+
+def test_positions_are_2d_for_images_and_never_cached(build, images):
+    embedder, processor = build()
+    inputs = processor([Side("q", images["a"], box_prompt(1, 1, 50, 50)), Side("text only")])
+    pos = embedder.position_ids(inputs)  # [3, B, L]
+    img = inputs.mm_token_type_ids[0].bool()
+    h, w = pos[1, 0, img], pos[2, 0, img]
+    assert h.unique().numel() == 6 and w.unique().numel() == 6  # a 6x6 grid of merged patches
+    seg = pos[0, 0, inputs.seg_slots[0]]
+    assert seg.tolist() == list(range(16))  # prefix tokens: distinct 1-D positions
+    assert pos[:, 1, :].eq(pos[0, 1, :]).all()  # the text-only row: plain 1-D positions
+    # A different batch first must not change this batch's output (no rope offsets carried over).
+    with torch.no_grad():
+        first = embedder(inputs)
+        embedder(processor([Side("something much longer " * 5, images["b"], None)]))
+        again = embedder(inputs)
+    torch.testing.assert_close(first, again, atol=0, rtol=0)
+
+
+def test_official_compat_positions_and_prompt_frame(build, images):
+    embedder, processor = build(official_compat=True)
+    inputs = processor([Side("q", images["a"], box_prompt(1, 1, 50, 50))])
+    pos = embedder.position_ids(inputs)
+    assert pos[:, 0, inputs.seg_slots[0]].eq(0).all()  # the release: all segmentation tokens at 0
+    assert inputs.sam_prompts[0].points.tolist() == [[1.0, 1.0], [50.0, 50.0]]  # no frame conversion
+    clean = build()[1]([Side("q", images["a"], box_prompt(1, 1, 64, 64))])
+    assert clean.sam_prompts[0].points.tolist() == [[1.0, 1.0], [64.0, 64.0]]  # 128 px image -> 128 px SAM frame
+
+
+def test_seg_position_after_image(build, images):
+    embedder, processor = build(seg_position="after_image")
+    inputs = processor([Side("q", images["a"], box_prompt(1, 1, 50, 50))])
+    slots = inputs.seg_slots[0].nonzero().flatten()
+    last_image = inputs.mm_token_type_ids[0].nonzero().max()
+    assert slots.min() > last_image and len(slots) == 16
+    assert embedder(inputs).shape == (1, 160)
+
+
+def test_frozen_split_equals_plain_forward_and_is_per_row(build, images):
+    embedder, processor = build()
+    sides = _sides(images)
+    inputs = processor(sides)
+    with torch.no_grad():
+        frozen = embedder.frozen_features(inputs)
+        torch.testing.assert_close(embedder(inputs, frozen=frozen), embedder(inputs), atol=0, rtol=0)
+        # rows cached one by one and stacked give the same features as the batch
+        single = [embedder.frozen_features(processor([s])) for s in sides]
+    for key, value in frozen.items():
+        torch.testing.assert_close(value, torch.cat([s[key] for s in single]), atol=2e-5, rtol=1e-4)
+    fp = embedder.frozen_fingerprint()
+    assert fp == embedder.frozen_fingerprint()
+    embedder.load_trainable_state_dict(
+        {k: v + 1 for k, v in embedder.trainable_state_dict().items()}
+    )  # trained weights are not frozen ones
+    assert embedder.frozen_fingerprint() == fp
+    with torch.no_grad():
+        embedder.segmentation.sam.no_memory_embedding.add_(1.0)
+    assert embedder.frozen_fingerprint() != fp
+
+
+def test_gradients_reach_only_trainable_parameters(build, images):
+    embedder, processor = build(adapter={"kind": "dora", "r": 4, "alpha": 8, "dropout": 0.0})
+    embedder.train()
+    trainable = {n for n, p in embedder.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("connector.") or "lora_" in n for n in trainable)
+    assert any("lora_magnitude_vector" in n for n in trainable)  # DoRA
+    targets = {"q_proj", "k_proj", "v_proj", "o_proj", "down_proj"}
+    assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in trainable if "lora_" in n} == targets
+    out = embedder(processor(_sides(images)))
+    (out @ out.T).sum().backward()
+    for n, p in embedder.named_parameters():
+        if n in trainable:
+            assert p.grad is not None, n
+        else:
+            assert p.grad is None, n
+    assert embedder.connector.reduce.weight.grad.abs().sum() > 0
+    state = embedder.trainable_state_dict()
+    assert set(state) == trainable
+
+
+def test_trainable_state_round_trip(build, images):
+    a, processor = build()
+    b, _ = build()
+    with torch.no_grad():
+        for p in a.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.1)
+    inputs = processor(_sides(images)[:2])
+    with torch.no_grad():
+        assert (a(inputs) - b(inputs)).abs().max() > 1e-4
+        b.load_trainable_state_dict(a.trainable_state_dict())
+        torch.testing.assert_close(a(inputs), b(inputs), atol=0, rtol=0)
