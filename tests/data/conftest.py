@@ -14,3 +14,12 @@ def scar_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("scar") / "scar-synth"
     write_scar(out, seed=3, image_size=128, per_subset=SIZES, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def mmeb_dir(tmp_path_factory):
+    from virtue.data.synth.mmeb import write_mmeb
+
+    out = tmp_path_factory.mktemp("mmeb") / "mmeb-synth"
+    write_mmeb(out, seed=3, image_size=128, per_task={"train": 3, "eval": 4}, progress=False)
+    return out

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .scene import Obj, Scene
-from .vocab import COLOURS, PREDICATES, SCENES, SHAPES, SIZES, Caption, Desc, scene_parts
+from .vocab import COLOURS, HELD_OUT, PREDICATES, SCENES, SHAPES, SIZES, Caption, Desc, scene_parts
 
 MARGIN = 0.08
 CLEAR = 1.5 * MARGIN
@@ -109,8 +109,10 @@ def make_query(scene: Scene, t: int, rng: np.random.Generator, counts: tuple[int
 
 
 def _one_change(d: Desc) -> list[Desc]:
-    return (
+    """Descriptions one attribute away (never a held-out combination: those stay out of SCaR-synth's text)."""
+    out = (
         [Desc(s, d.colour, d.shape) for s in SIZES if s != d.size]
         + [Desc(d.size, c, d.shape) for c in COLOURS if c != d.colour]
         + [Desc(d.size, d.colour, s) for s in SHAPES if s != d.shape]
     )
+    return [x for x in out if (x.colour, x.shape) not in HELD_OUT]

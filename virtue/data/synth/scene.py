@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .vocab import COLOURS, GROUNDS, SCENES, SHAPES, SIZE_RANGE, SIZES, SKIES, Desc, scene_parts
+from .vocab import COLOURS, GROUNDS, HELD_OUT, SCENES, SHAPES, SIZE_RANGE, SIZES, SKIES, Desc, scene_parts
 
 MIN_VISIBLE = 0.6  # every object keeps at least this share of its own pixels after occlusion
 
@@ -87,17 +87,30 @@ def _shape_mask(shape: str, cx: float, cy: float, d: float, size: int) -> np.nda
     return np.asarray(img) > 0
 
 
-def generate_scene(rng: np.random.Generator, profile: Profile, size: int, tries: int = 200) -> Scene:
-    """One scene with distinct (colour, shape) objects, each fully in the sky or on the ground."""
+COMBOS = [(c, s) for c in COLOURS for s in SHAPES]
+SEEN = np.array([i for i, c in enumerate(COMBOS) if c not in HELD_OUT])
+UNSEEN = np.array([i for i, c in enumerate(COMBOS) if c in HELD_OUT])
+
+
+def generate_scene(
+    rng: np.random.Generator, profile: Profile, size: int, held_out: bool = False, tries: int = 200
+) -> Scene:
+    """One scene with distinct (colour, shape) objects, each fully in the sky or on the ground. Held-out
+    combinations appear only with held_out=True, and then the FIRST object is one, the only one of its colour."""
     scene = SCENES[rng.integers(len(SCENES))]
     horizon = int(round(size * rng.uniform(0.42, 0.58)))
     n = int(rng.integers(profile.min_objects, profile.max_objects + 1))
     weights = np.array(profile.size_weights) / sum(profile.size_weights)
     for _ in range(tries):
-        combos = rng.permutation(len(SHAPES) * len(COLOURS))[:n]
+        if held_out:
+            first = UNSEEN[rng.integers(len(UNSEEN))]
+            rest = [c for c in rng.permutation(SEEN) if COMBOS[c][0] != COMBOS[first][0]]
+            combos = [first, *rest[: n - 1]]
+        else:
+            combos = rng.permutation(SEEN)[:n]
         full: list[tuple[Desc, str, np.ndarray]] = []
         for c in combos:
-            shape, colour = SHAPES[c % len(SHAPES)], list(COLOURS)[c // len(SHAPES)]
+            colour, shape = COMBOS[c]
             sz = SIZES[rng.choice(3, p=weights)]
             d = size * rng.uniform(*SIZE_RANGE[sz])
             region = "sky" if rng.random() < horizon / size else "ground"
@@ -153,8 +166,8 @@ def render(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     img += 12.0 * (rows / s - 0.5)  # one gradient for all materials
     blotch = rng.normal(0, 8, (8, 8, 1)).astype(np.float32)
     img += np.kron(blotch, np.ones((s // 8 + 1, s // 8 + 1, 1), np.float32))[:s, :s]
-    img += 4.0 * rng.standard_normal((s, s, 1), dtype=np.float32)
-    shade = 3.0 * rng.standard_normal((s, s, 1), dtype=np.float32)
+    img += 2.5 * rng.standard_normal((s, s, 1), dtype=np.float32)
+    shade = 2.5 * rng.standard_normal((s, s, 1), dtype=np.float32)
     for o in scene.objects:
         img[o.mask] = np.array(COLOURS[o.desc.colour], np.float32) + shade[o.mask]
     return np.clip(img, 0, 255).round().astype(np.uint8)

@@ -25,6 +25,9 @@ SIZE_RANGE = {"small": (0.13, 0.17), "medium": (0.21, 0.26), "large": (0.30, 0.3
 SKIES = {"sunny": (140, 195, 240), "dusky": (205, 150, 135), "night": (30, 35, 80), "cloudy": (160, 160, 165)}
 GROUNDS = {"meadow": (105, 140, 75), "desert": (205, 180, 130), "snowy": (232, 232, 238), "marsh": (60, 110, 110)}
 SCENES = tuple(f"{s} {g}" for s in SKIES for g in GROUNDS)  # "sunny meadow", ...
+# (colour, shape) pairs that appear only in MMEB-synth's out-of-distribution tasks: every colour and every
+# shape once, so an OOD object is a new COMBINATION of known words, never a new word.
+HELD_OUT = frozenset((c, SHAPES[(3 * i + 1) % len(SHAPES)]) for i, c in enumerate(COLOURS))
 PREDICATES = ("left of", "right of", "above", "below")
 OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
