@@ -45,12 +45,26 @@ def importable(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", folder + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory) -> Path:
+    """An empty, initialised MLflow database: creating the schema costs seconds, copying it nothing."""
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments()
+    return db
+
+
 @pytest.fixture
-def study_file(workspace):
+def study_file(workspace, mlflow_template):
     """Write a study YAML into the test workspace (experiment `micro`, objectives from the test module)."""
+    import shutil
+
     import yaml
 
     from . import objectives
+
+    shutil.copy(mlflow_template, workspace / "mlflow.db")
 
     (workspace / "experiments" / "micro.yaml").write_text("name: micro\ntracking: {experiment: sweeps-test}\n")
 

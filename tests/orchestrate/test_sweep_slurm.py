@@ -1,0 +1,123 @@
+"""Sweeps against the real single-node Slurm cluster (scripts/slurm-cluster.sh up; VIRTUE_SLURM=1)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+import submitit
+from optuna.trial import TrialState
+
+from virtue.orchestrate.study import load_study
+from virtue.orchestrate.sweep import run_sweep, sweep_dir
+
+from .test_sweep import children, load
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+def sacct_states(job_ids: list[str]) -> dict[str, str]:
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)], capture_output=True, text=True
+    ).stdout
+    return dict(line.split("|")[:2] for line in out.splitlines() if line)
+
+
+def in_background(fn, *args, **kwargs):
+    """Run the (blocking) driver in a thread; the test pokes at its jobs meanwhile."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["result"] = fn(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001
+            box["error"] = e
+
+    th = threading.Thread(target=target, daemon=True)
+    th.start()
+    return th, box
+
+
+def wait_for(path, driver: threading.Thread, limit: float = 90) -> dict:
+    deadline = time.monotonic() + limit
+    while not path.exists():
+        assert driver.is_alive(), "the driver ended before the trial started"
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.2)
+    time.sleep(0.2)
+    return json.loads(path.read_text())
+
+
+def test_two_trial_study_runs_as_a_slurm_array(workspace, study_file, importable):
+    spec = load_study(
+        study_file(cells=[{"label": str(d), "overrides": [f"model.connector_depth={d}"]} for d in (1, 2)])
+    )
+    start = time.monotonic()
+    res = run_sweep(spec, executor="slurm", workers=2)
+    print(f"2-trial Slurm study: {time.monotonic() - start:.1f} s")
+    assert res.completed == 2 and not res.failed, res.failed
+    trials = load(spec).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    slurm_ids = [t.user_attrs["slurm_job_id"] for t in trials]
+    assert all(slurm_ids) and len(set(slurm_ids)) == 2
+    array_ids = [t.user_attrs["job_id"] for t in trials]
+    assert all("_" in j for j in array_ids)  # tasks of one array: <array>_<index>
+    deadline = time.monotonic() + 30  # the result is back before the job step has fully ended
+    while set(sacct_states(array_ids).values()) != {"COMPLETED"} and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert set(sacct_states(array_ids).values()) == {"COMPLETED"}
+    parent, runs = children(spec)
+    assert parent.info.status == "FINISHED" and len(runs) == 2
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert (workspace / "reports" / "sweeps" / "depth.png").is_file()
+
+
+def test_a_requeued_trial_resumes_from_its_checkpoint(workspace, study_file, importable, tmp_path, monkeypatch):
+    spec = load_study(study_file(objective="slow_quadratic", cells=[{"label": "2", "overrides": []}]))
+    marker, log = tmp_path / "started.json", tmp_path / "attempts.jsonl"
+    monkeypatch.setenv("VIRTUE_TEST_ONCE", str(marker))
+    monkeypatch.setenv("VIRTUE_TEST_LOG", str(log))
+    monkeypatch.setenv("VIRTUE_TEST_SLEEP", "120")
+    driver, box = in_background(run_sweep, spec, executor="slurm", workers=1)
+    info = wait_for(marker, driver)
+    [trial] = load(spec).get_trials()
+    job = submitit.SlurmJob(folder=sweep_dir(spec) / "logs" / "%j", job_id=trial.user_attrs["job_id"])
+    job._interrupt(timeout=True)  # what Slurm does near the time limit: USR2 -> checkpoint -> requeue
+    driver.join(180)
+    assert not driver.is_alive() and "error" not in box, box
+    res = box["result"]
+    assert res.completed == 1 and not res.failed, res.failed
+    [trial] = load(spec).get_trials()
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs["metrics"]["resumed_from"] == 1
+    attempts = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [a["start"] for a in attempts] == [0, 1]
+    assert trial.user_attrs["slurm_job_id"] == info["slurm_job"]  # same job, requeued
+    _, runs = children(spec)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # the requeue re-attached to its run
+
+
+def test_a_killed_workers_trial_is_reenqueued_on_the_next_run(workspace, study_file, importable, tmp_path, monkeypatch):
+    spec = load_study(study_file(objective="slow_quadratic", cells=[{"label": "2", "overrides": []}]))
+    marker = tmp_path / "started.json"
+    monkeypatch.setenv("VIRTUE_TEST_ONCE", str(marker))
+    monkeypatch.setenv("VIRTUE_TEST_SLEEP", "300")
+    driver, box = in_background(run_sweep, spec, executor="slurm", workers=1)
+    info = wait_for(marker, driver)
+    subprocess.run(["scancel", "--signal=KILL", "--full", info["slurm_job"]], check=True)  # the node dies
+    driver.join(120)
+    assert not driver.is_alive() and "error" not in box, box
+    assert box["result"].completed == 0 and len(box["result"].failed) == 1
+    [stuck] = load(spec).get_trials()
+    assert stuck.state == TrialState.RUNNING  # nobody told Optuna: the journal has no heartbeat
+    with pytest.warns(UserWarning, match="dead worker"):
+        res = run_sweep(spec, executor="slurm", workers=1)
+    assert res.requeued == [0] and res.completed == 1 and not res.failed
+    old, new = load(spec).get_trials()
+    assert old.state == TrialState.FAIL and new.state == TrialState.COMPLETE
+    assert new.user_attrs["mlflow_run_id"] == stuck.user_attrs["mlflow_run_id"]
+    assert new.user_attrs["metrics"]["resumed_from"] == 1
+    _, runs = children(spec)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
