@@ -197,3 +197,14 @@ def test_trainable_state_round_trip(build, images):
         assert (a(inputs) - b(inputs)).abs().max() > 1e-4
         b.load_trainable_state_dict(a.trainable_state_dict())
         torch.testing.assert_close(a(inputs), b(inputs), atol=0, rtol=0)
+
+
+def test_bfloat16_backbones_keep_float32_trainable_weights(build, images):
+    embedder, processor = build(dtype="bfloat16", adapter={"kind": "dora", "r": 4, "alpha": 8, "dropout": 0.0})
+    assert embedder.vlm.visual.get_dtype() == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in embedder.parameters() if p.requires_grad)
+    embedder.train()
+    out = embedder(processor(_sides(images)[:3]))
+    assert out.shape == (3, 160) and torch.isfinite(out.float()).all()
+    out.float().sum().backward()
+    assert embedder.connector.reduce.weight.grad is not None

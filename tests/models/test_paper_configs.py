@@ -27,7 +27,7 @@ def test_paper_embedder_on_meta(experiment, vlm_billions, connector, width):
     assert _count(embedder.connector) == connector  # Conv2d(256,256,4,4) + Linear(256,256) + Linear(256,d)
     # |S| = 256 tokens from SAM's 64x64 map at 1024 px input
     assert embedder.segmentation.map_side == 64 and embedder.segmentation.channels == 256
-    seg_map = torch.zeros(1, 256, 64, 64, device="meta", dtype=torch.bfloat16)
+    seg_map = torch.zeros(1, 256, 64, 64, device="meta")  # trained weights stay float32
     assert embedder.connector(seg_map).shape == (1, 256, width)
     trainable = {n.split(".")[0] for n, p in embedder.named_parameters() if p.requires_grad}
     assert trainable == {"vlm", "connector"}  # adapters live inside the LLM

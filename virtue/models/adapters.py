@@ -32,3 +32,7 @@ def apply_freeze_policy(embedder: Embedder, adapter: AdapterConfig) -> None:
             p.requires_grad_("lora_" in name)
     if embedder.connector is not None:
         embedder.connector.requires_grad_(True)
+    # Trained weights stay in float32 whatever the backbones' dtype (bf16 updates of small weights get lost).
+    for p in embedder.parameters():
+        if p.requires_grad:
+            p.data = p.data.float()

@@ -127,8 +127,8 @@ class Embedder(nn.Module):
             vision = frozen["vision"][inputs.has_image].to(embeds.dtype)  # [n_img, T_img, D]
             embeds = embeds.masked_scatter(image_slots[..., None], vision.reshape(-1, embeds.shape[-1]))
         if self.connector is not None and bool(inputs.has_seg.any()):
-            seg_map = frozen["seg"][inputs.has_seg].to(embeds.dtype)  # [n_seg, C, h, w]
-            tokens = self.connector(seg_map)  # [n_seg, |S|, D]
+            seg_map = frozen["seg"][inputs.has_seg].to(self.connector.reduce.weight.dtype)  # [n_seg, C, h, w]
+            tokens = self.connector(seg_map).to(embeds.dtype)  # [n_seg, |S|, D]
             embeds = embeds.masked_scatter(inputs.seg_slots[..., None], tokens.reshape(-1, embeds.shape[-1]))
         hidden = lm(
             inputs_embeds=embeds,
