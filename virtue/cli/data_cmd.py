@@ -25,7 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     check = cmds.add_parser("check", help="validate a SCaR or MMEB folder (real or synthetic) and report")
     check.add_argument("path", help="the set's folder")
     check.add_argument("--image-root", help="image paths are relative to this (default: the folder)")
-    check.add_argument("--prompt", default="mask", choices=("box", "mask", "points", "none"))
+    check.add_argument(
+        "--prompt",
+        default="box",
+        choices=("box", "mask", "points", "none"),
+        help="also require what this prompt needs (mask: a segmentation on every row)",
+    )
     check.set_defaults(func=_check)
 
     stats = cmds.add_parser("stats", help="global-only and crop-only oracles per SCaR-synth subset")
