@@ -230,15 +230,19 @@ def fit(
 
 
 def load_train_pairs(cfg: ExperimentConfig) -> list[TrainPair]:
-    from ..data import read_mmeb_train, read_scar_train  # the DATA engineer's readers
-
     root, d = workspace_root(), cfg.data
     image_root = str(root / d.image_root) if d.image_root else None
     pairs: list[TrainPair] = []
     if cfg.train.source in ("scar", "both"):
+        from ..data.scar import read_scar_train
+
         pairs += read_scar_train(root / d.scar_dir, prompt=d.prompt, image_root=image_root, skip_invalid=d.skip_invalid)
     if cfg.train.source in ("mmeb", "both"):
+        from ..data.mmeb import read_mmeb_train
+
         pairs += read_mmeb_train(root / d.mmeb_dir, image_root=image_root, skip_invalid=d.skip_invalid)
+    if not pairs:
+        raise UserError(f"train.source: {cfg.train.source}: no training pairs found")
     return pairs
 
 
