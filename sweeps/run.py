@@ -1,43 +1,23 @@
 """Run (or continue) an ablation study: `python sweeps/run.py --study connector_depth --executor local`.
-Thin entry point over virtue.orchestrate.sweep; the studies are data in sweeps/studies/*.yaml."""
+Thin entry point (the same as `virtue sweep`); the studies are data in sweeps/studies/*.yaml."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from virtue.cli.sweep_cmd import add_arguments, run
 from virtue.errors import UserError
-from virtue.orchestrate.study import load_study
-from virtue.orchestrate.sweep import EXECUTORS, run_sweep
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--study", required=True, help="name under sweeps/studies/ or a YAML path")
-    p.add_argument("--executor", choices=EXECUTORS, default="local", help="debug: in this process")
-    p.add_argument("--workers", type=int, default=1, help="trials at once (Slurm: slurm_array_parallelism)")
-    p.add_argument("--storage", help="Optuna storage: an RDB URL or a journal file (default: the study's journal)")
-    p.add_argument("--seeds", type=int, help="repeats of each grid cell (default: the study's)")
-    p.add_argument("--partition", help="Slurm partition (overrides the study's)")
-    p.add_argument("--gpus", type=int, help="GPUs per node (overrides the study's)")
-    p.add_argument("--time", type=int, dest="time_min", help="time limit per trial, minutes (overrides the study's)")
-    args = p.parse_args(argv)
+    p = argparse.ArgumentParser(prog="sweeps/run.py", description=__doc__)
+    add_arguments(p)
     try:
-        spec = load_study(args.study)
-        slurm = {k: v for k, v in (("partition", args.partition), ("gpus_per_node", args.gpus),
-                                   ("time_min", args.time_min)) if v is not None}  # fmt: skip
-        if slurm:
-            spec = spec.model_copy(update={"slurm": spec.slurm.model_copy(update=slurm)})
-        res = run_sweep(spec, executor=args.executor, workers=args.workers, storage=args.storage, seeds=args.seeds)
+        return run(p.parse_args(argv))
     except UserError as e:
         print(f"sweeps/run.py: error: {e}", file=sys.stderr)
         return 2
-    print(f"{res.study}: {res.completed} trials complete in {res.wall_s:.1f} s; report {res.report}")
-    if res.requeued:
-        print(f"re-enqueued trials left RUNNING by a dead worker: {res.requeued}")
-    for line in res.failed:
-        print(f"failed: {line}", file=sys.stderr)
-    return 1 if res.failed else 0
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ from virtue.orchestrate.worker import open_storage
 
 from . import objectives
 
+# Each sweep opens an MLflow store and runs several trials: seconds to tens of seconds on 2 shared cores.
+pytestmark = pytest.mark.slow
+
 RUN_PY = Path(__file__).resolve().parents[2] / "sweeps" / "run.py"
 
 
@@ -119,7 +122,6 @@ def test_dead_worker_trial_is_reenqueued_and_reattaches_its_mlflow_run(workspace
     assert [r.info.run_id for r in runs] == [run_id] and runs[0].info.status == "FINISHED"
 
 
-@pytest.mark.slow
 def test_local_executor_runs_trials_in_parallel_subprocesses(workspace, study_file, importable):
     spec = load_study(study_file())
     res = run_sweep(spec, executor="local", workers=2)

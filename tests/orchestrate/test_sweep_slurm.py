@@ -51,6 +51,29 @@ def wait_for(path, driver: threading.Thread, limit: float = 90) -> dict:
     return json.loads(path.read_text())
 
 
+def release_requeued(job_id: str, limit: float = 60) -> None:
+    """Slurm holds a requeued batch job ~2 minutes (Reason=BeginTime); make it eligible now."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T %r"], capture_output=True, text=True).stdout
+        if "BeginTime" in out:
+            subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
+            return
+        if out.strip().startswith("RUNNING") and "Restarts" in _job_info(job_id) and _restarts(job_id) > 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} was not requeued")
+
+
+def _job_info(job_id: str) -> str:
+    return subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+
+
+def _restarts(job_id: str) -> int:
+    info = _job_info(job_id)
+    return int(info.split("Restarts=")[1].split()[0]) if "Restarts=" in info else 0
+
+
 def test_two_trial_study_runs_as_a_slurm_array(workspace, study_file, importable):
     spec = load_study(
         study_file(cells=[{"label": str(d), "overrides": [f"model.connector_depth={d}"]} for d in (1, 2)])
@@ -86,6 +109,7 @@ def test_a_requeued_trial_resumes_from_its_checkpoint(workspace, study_file, imp
     [trial] = load(spec).get_trials()
     job = submitit.SlurmJob(folder=sweep_dir(spec) / "logs" / "%j", job_id=trial.user_attrs["job_id"])
     job._interrupt(timeout=True)  # what Slurm does near the time limit: USR2 -> checkpoint -> requeue
+    release_requeued(info["slurm_job"])
     driver.join(180)
     assert not driver.is_alive() and "error" not in box, box
     res = box["result"]
@@ -95,6 +119,7 @@ def test_a_requeued_trial_resumes_from_its_checkpoint(workspace, study_file, imp
     attempts = [json.loads(x) for x in log.read_text().splitlines()]
     assert [a["start"] for a in attempts] == [0, 1]
     assert trial.user_attrs["slurm_job_id"] == info["slurm_job"]  # same job, requeued
+    assert _restarts(info["slurm_job"]) == 1
     _, runs = children(spec)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # the requeue re-attached to its run
 
