@@ -16,8 +16,10 @@ SMALL = [
 @pytest.mark.slow
 def test_synth_stats_check_preview(run_cli, tmp_path):
     scar, mmeb = tmp_path / "scar-synth", tmp_path / "mmeb-synth"
-    r = run_cli("data", "synth", "tiny", f"data.scar_dir={scar}", f"data.mmeb_dir={mmeb}", *SMALL)
+    real = tmp_path / "real"
+    r = run_cli("data", "synth", "tiny", f"data.scar_dir={scar}", f"data.mmeb_dir={mmeb}", f"data.root={real}", *SMALL)
     assert r.returncode == 0, r.stderr
+    assert (real / "README.md").is_file()  # data.dvc's folder
     assert "scar: 30 rows" in r.stdout and "mmeb: 28 rows" in r.stdout
     assert (scar / "manifest.json").is_file() and (mmeb / "tasks.json").is_file()
 
@@ -53,7 +55,7 @@ def test_same_seed_same_bytes_through_cli(run_cli, tmp_path):
     outs = []
     for name in ("a", "b"):
         d = tmp_path / name
-        r = run_cli("data", "synth", "--only", "scar", "tiny", f"data.scar_dir={d}", *SMALL[:2])
+        r = run_cli("data", "synth", "--only", "scar", "tiny", f"data.scar_dir={d}", f"data.root={d}-real", *SMALL[:2])
         assert r.returncode == 0, r.stderr
         outs.append(d)
     files = sorted(p.relative_to(outs[0]) for p in outs[0].rglob("*") if p.is_file())

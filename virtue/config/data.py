@@ -17,7 +17,7 @@ class SynthConfig(Section):
 
 
 class DataConfig(Section):
-    root: str = Field("data", description="raw data root (relative to the workspace), tracked by data.dvc")
+    root: str = Field("data/real", description="real-data root (relative to the workspace), tracked by data.dvc")
     scar_dir: str = Field("data/scar-synth", description="SCaR folder: train/eval parquet files + images")
     mmeb_dir: str = Field("data/mmeb-synth", description="MMEB folder: train/eval parquet files + images")
     image_root: str | None = Field(None, description="image paths are relative to this (default: the set's folder)")

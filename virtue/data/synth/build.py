@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ...config.data import DataConfig
 from ...io import write_json
+from ..real_root import ensure_real_root
 from .scar import write_scar
 
 
@@ -14,6 +15,7 @@ def synthesize(cfg: DataConfig, root: Path, only: str | None = None, progress: b
     """Write cfg.scar_dir and cfg.mmeb_dir under root. Returns {set: {rows, seconds}}."""
     s = cfg.synth
     out = {}
+    ensure_real_root(root / cfg.root)  # data.dvc's folder: a fresh clone gets it here, in the pipeline's first stage
     if only in (None, "scar"):
         t = time.perf_counter()
         per = {"train": s.scar_train_per_subset, "eval": s.scar_eval_per_subset}
