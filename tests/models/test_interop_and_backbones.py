@@ -102,3 +102,12 @@ def test_bad_seg_tokens_and_targets(build):
         build(seg_tokens=9)  # 8x8 map: 3 does not divide 8
     with pytest.raises(UserError, match="no_such_proj"):
         build(adapter={"kind": "lora", "targets": ["q_proj", "no_such_proj"]})
+
+
+def test_meta_checkpoint_errors_are_one_line(build, tmp_path):
+    with pytest.raises(UserError, match="model.sam.checkpoint: .*no such file"):
+        build(sam={"preset": "sam2-tiny", "checkpoint": str(tmp_path / "missing.pt")})
+    bogus = tmp_path / "sam2.1_hiera_tiny.pt"
+    torch.save({"model": {"no_mem_embed": torch.zeros(1, 1, 64)}}, bogus)
+    with pytest.raises(UserError, match="does not fit the chosen SAM-2 size"):
+        build(sam={"preset": "sam2-tiny", "checkpoint": str(bogus)})

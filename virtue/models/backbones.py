@@ -71,8 +71,8 @@ def build_vlm(spec: BackboneConfig, *, root: Path, meta: bool = False, dtype: st
 def build_sam(
     spec: BackboneConfig, *, image_size: int, root: Path, meta: bool = False, dtype: str = "float32"
 ) -> Sam2Model:
-    if spec.checkpoint:
-        raise UserError("model.sam.checkpoint: Meta .pt checkpoints are not supported yet; use a transformers folder")
+    if spec.checkpoint and not meta:
+        return _from_meta_checkpoint(spec, image_size, root, dtype)
     if meta or spec.preset:
         name = _meta_preset(spec, "sam") if meta else spec.preset
         try:
@@ -86,6 +86,27 @@ def build_sam(
     if native != image_size:
         raise UserError(f"model.sam_image_size: {image_size} but the SAM-2 at {spec.path} is built for {native}")
     return model
+
+
+def _from_meta_checkpoint(spec: BackboneConfig, image_size: int, root: Path, dtype: str) -> Sam2Model:
+    """A Meta `.pt` checkpoint; its size comes from model.sam.preset, a SAM 2.1 hub id in path, or its file name."""
+    from .sam2_meta import CHECKPOINT_PRESETS, load_meta_checkpoint
+
+    ckpt = Path(spec.checkpoint)
+    ckpt = ckpt if ckpt.is_absolute() else root / ckpt
+    if not ckpt.is_file():
+        raise UserError(f"model.sam.checkpoint: {ckpt}: no such file")
+    name = spec.preset or presets.HUB_IDS.get(spec.path or "") or CHECKPOINT_PRESETS.get(ckpt.name)
+    if name is None:
+        raise UserError(
+            f"model.sam.checkpoint: {ckpt.name}: name its size with model.sam.preset (e.g. sam2.1-hiera-base-plus)"
+        )
+    try:
+        model = Sam2Model(presets.sam2_config(name, image_size))
+    except (KeyError, ValueError) as e:
+        raise UserError(f"model.sam.preset: {e.args[0]}") from None
+    load_meta_checkpoint(model, ckpt)
+    return model.to(_dtype(dtype))
 
 
 def sam_input_size(config: Sam2Config) -> int:
