@@ -12,6 +12,7 @@ from _toy import ToyEmbedder, ToyProcessor, toy_pairs
 
 from virtue.config import ExperimentConfig
 from virtue.config.load import apply_override
+from virtue.train.distributed import init_distributed, shutdown_distributed
 from virtue.train.loop import fit
 
 
@@ -30,11 +31,11 @@ def toy_config(work: Path, **train) -> ExperimentConfig:
     return ExperimentConfig(name="toy", train={**base, **train})
 
 
-def run_toy(run_dir: Path, work: Path, tracker=None, **train) -> Path:
+def run_toy(run_dir: Path, work: Path, tracker=None, dropout: float = 0.1, env=None, **train) -> Path:
     torch.manual_seed(0)
-    embedder = ToyEmbedder(dropout=0.1)
+    embedder = ToyEmbedder(dropout=dropout)
     pairs = toy_pairs(work / "images", n=40, sources=("a", "b"), negatives=3)
-    return fit(embedder, ToyProcessor(), pairs, toy_config(work, **train), run_dir, tracker=tracker)
+    return fit(embedder, ToyProcessor(), pairs, toy_config(work, **train), run_dir, tracker=tracker, env=env)
 
 
 class SignalAt:
@@ -59,4 +60,7 @@ if __name__ == "__main__":
     tree: dict = {}
     for text in sys.argv[3:]:
         apply_override(tree, {}, text, "argv")
-    run_toy(Path(sys.argv[1]), Path(sys.argv[2]), **tree)
+    dropout = float(tree.pop("dropout", 0.1))
+    env = init_distributed("cpu")  # one process, or the group torchrun describes
+    run_toy(Path(sys.argv[1]), Path(sys.argv[2]), dropout=dropout, env=env, **tree)
+    shutdown_distributed()

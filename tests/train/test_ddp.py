@@ -1,5 +1,6 @@
 """Two gloo processes (torchrun) give the loss and gradients of one process on the whole batch."""
 
+import json
 import os
 import subprocess
 import sys
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -26,3 +28,27 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
         assert abs(got["loss"].item() - loss.item()) < 1e-6
         for a, b in zip(got["grads"], grads, strict=True):
             assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_training_loop_under_torchrun_matches_one_process(tmp_path):
+    """The whole loop (sampler shards, gathered loss, gradient averaging, checkpoints) on 2 gloo ranks ends
+    where one process ends (no dropout: per-rank dropout streams differ by design)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent), str(HERE)]), "OMP_NUM_THREADS": "1"}
+    opts = ["steps=4", "dropout=0.0", "gradcache_chunk=2"]
+    script = str(HERE / "_fit_toy.py")
+    one = subprocess.run([sys.executable, script, str(tmp_path / "one"), str(tmp_path), *opts], env=env)
+    assert one.returncode == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", script]
+    two = subprocess.run([*cmd, str(tmp_path / "two"), str(tmp_path), *opts], env=env, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = load_file(str(tmp_path / "one" / "trainable.safetensors"))
+    b = load_file(str(tmp_path / "two" / "trainable.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+    losses = [
+        [json.loads(x)["loss"] for x in (tmp_path / r / "metrics.jsonl").read_text().splitlines()]
+        for r in ("one", "two")
+    ]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)

@@ -199,13 +199,14 @@ def fit(
             t0 = time.perf_counter()
             batch = sampler.batch(step, env.rank, env.world_size)
             loss = _step_loss(encoder, batch, tc)
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step uses
             average_gradients(params)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             done = step + 1
             seconds = time.perf_counter() - t0
-            metrics = {"loss": loss.item(), "lr": scheduler.get_last_lr()[0], "samples_per_s": tc.batch_size / seconds}
+            metrics = {"loss": loss.item(), "lr": lr, "samples_per_s": tc.batch_size / seconds}
             if env.is_main:
                 tracker.log_metrics(metrics, step=done)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", samples_s=f"{metrics['samples_per_s']:.1f}")
