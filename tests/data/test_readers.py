@@ -218,6 +218,15 @@ def test_check_folder_reports_invalid_rows(tmp_path, images):
     assert "eval/SCaR_eval_X.parquet: 2 rows, 1 invalid" in text and "train/X.parquet: 1 rows, 0 invalid" in text
 
 
+@pytest.mark.parametrize(
+    "text", ["<|image_1|>\nWhat?", "<|vision_start|><|image_pad|><|vision_end|>What?", "<image> What?", "What?"]
+)
+def test_placeholders_are_stripped(text):
+    from virtue.data.validate import strip_placeholder
+
+    assert strip_placeholder(text) == "What?"
+
+
 def _coco_compress(counts: list[int]) -> str:
     """COCO's string encoding of run lengths (written here from its description, for the decoder test)."""
     out = []

@@ -18,7 +18,8 @@ from ..errors import UserError
 from .masks import decode_segmentation
 
 log = logging.getLogger("virtue.data")
-_PLACEHOLDER = re.compile(r"<\|image_\d+\|>\s*|<image>\s*")
+# Image placeholders of the releases: VLM2Vec's <|image_1|>, Qwen2-VL's vision block, LLaVA's <image>.
+_PLACEHOLDER = re.compile(r"<\|image_\d+\|>\s*|<\|vision_start\|>(?:<\|image_pad\|>)*<\|vision_end\|>\s*|<image>\s*")
 
 
 class RowError(Exception):
