@@ -151,8 +151,17 @@ setup_munge() {
 node_idle() { sinfo -h -N -o '%t' 2>/dev/null | grep -qE '^(idle|mix|alloc)'; }
 port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 
+all_running() {
+  local name
+  for name in "${DAEMONS[@]}"; do pid_alive "$name" || return 1; done
+}
+
 cmd_up() {
-  [ "$(id -u)" = 0 ] || [ -n "$(cmd_status_quiet)" ] || die "must run as root (the daemons run as root/munge)"
+  if all_running && node_idle; then
+    log "already up: $(sinfo -h -o '%P %D %t %c CPUs' | head -n 1)"
+    return 0
+  fi
+  [ "$(id -u)" = 0 ] || die "the cluster is not running and starting it needs root (daemons run as root/munge)"
   mkdir -p "$STATE"
   install_packages
   write_config
@@ -190,8 +199,6 @@ cmd_up() {
     die "sacct does not answer (see /var/log/slurm/slurmdbd.log)"
   log "up: $(sinfo -h -o '%P %D %t %c CPUs' | head -n 1)"
 }
-
-cmd_status_quiet() { node_idle && echo up; }
 
 stop_pid() { # stop_pid NAME: SIGTERM the recorded pid if it is still that program, wait, then SIGKILL
   local name=$1 pid
