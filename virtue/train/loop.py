@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..config import ExperimentConfig, flatten, write_resolved
+from ..config import ExperimentConfig, write_resolved
 from ..config.train import TrainConfig
 from ..data.types import Side, TrainPair
 from ..errors import UserError
@@ -175,11 +175,9 @@ def fit(
         else:  # resumed with more ranks than it was saved with: fresh, but still deterministic, streams
             seed_everything(tc.seed + env.rank + 1_000_003 * start)
 
-    own_tracker = tracker is None and env.is_main
+    own_tracker = tracker is None and env.is_main  # a given tracker was opened (params logged) by the caller
     if own_tracker:
         tracker = RunFolderTracker(run_dir)
-    if env.is_main:
-        tracker.log_params(flatten(cfg))
     ckpt_dir = run_dir / "checkpoints"
 
     def checkpoint(step: int) -> Path:
