@@ -111,3 +111,25 @@ def test_meta_checkpoint_errors_are_one_line(build, tmp_path):
     torch.save({"model": {"no_mem_embed": torch.zeros(1, 1, 64)}}, bogus)
     with pytest.raises(UserError, match="does not fit the chosen SAM-2 size"):
         build(sam={"preset": "sam2-tiny", "checkpoint": str(bogus)})
+
+
+def test_build_loads_the_release_connector_and_checks_virtue_sam(build, tmp_path):
+    source, _ = build()
+    with torch.no_grad():
+        for p in source.connector.parameters():
+            p.add_(1.0)
+    save_release_connector(source.connector, tmp_path)
+    loaded, _ = build(release_connector=str(tmp_path))
+    for a, b in zip(source.connector.state_dict().values(), loaded.connector.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    # a release folder whose config.json says points_per_side 2 (N = 4) disagrees with num_points 9
+    release = tmp_path / "release"
+    build(adapter={"kind": "none"})[0].vlm.save_pretrained(release)  # merged weights: no adapter modules
+    from virtue.models.backbones import train_tokenizer
+
+    train_tokenizer([], release)
+    config = json.loads((release / "config.json").read_text())
+    config["virtue_sam"] = {"config_path": "configs/sam2.1/sam2.1_hiera_t.yaml", "points_per_side": 2}
+    (release / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match="model.num_points=4"):
+        build(adapter={"kind": "none"}, vlm={"path": str(release)}, release_connector=str(tmp_path))

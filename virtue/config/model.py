@@ -53,6 +53,9 @@ class ModelConfig(Section):
     sam_image_size: int = Field(1024, ge=64, description="side of SAM-2's square input")
     adapter: AdapterConfig = Field(default_factory=AdapterConfig)
     official_compat: bool = Field(False, description="reproduce the release's quirks (for its checkpoints)")
+    release_connector: str | None = Field(
+        None, description="the release's sam2_reducer_and_vlm_layer.pth (or its folder) loaded into the connector"
+    )
     dtype: Literal["float32", "bfloat16"] = "float32"
 
     @field_validator("seg_tokens", "num_points")

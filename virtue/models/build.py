@@ -14,6 +14,7 @@ from .adapters import apply_freeze_policy
 from .backbones import build_sam, build_vlm, load_tokenizer, train_tokenizer
 from .connector import Connector
 from .embedder import Embedder
+from .interop import load_release_connector, read_virtue_sam
 from .processor import Processor
 from .segmentation import SegmentationStream
 
@@ -24,6 +25,20 @@ def _check_tokenizer(tokenizer, vlm_config) -> None:
         if ids(token) != getattr(vlm_config, key):
             raise UserError(
                 f"model.vlm: tokenizer has {token} at id {ids(token)}, the model expects {getattr(vlm_config, key)}"
+            )
+
+
+def _load_release(cfg: ModelConfig, connector: Connector, root: Path) -> None:
+    """The released connector; the release's config.json (beside its Qwen2-VL weights) must agree on N."""
+    path = Path(cfg.release_connector)
+    load_release_connector(connector, path if path.is_absolute() else root / path)
+    config_json = root / cfg.vlm.path / "config.json" if cfg.vlm.path else None
+    if config_json is not None and config_json.is_file() and "virtue_sam" in config_json.read_text(encoding="utf-8"):
+        block = read_virtue_sam(config_json)
+        if block.num_points != cfg.num_points:
+            raise UserError(
+                f"model.num_points: {cfg.num_points}, but {config_json} has points_per_side "
+                f"{block.points_per_side} (set model.num_points={block.num_points})"
             )
 
 
@@ -59,6 +74,8 @@ def build_embedder(
                     vlm.config.text_config.hidden_size,
                     cfg.connector_depth,
                 ).to(vlm.dtype)
+    if connector is not None and cfg.release_connector and not meta:
+        _load_release(cfg, connector, root)
     vc = vlm.config.vision_config
     merged = cfg.vlm_image_size // (vc.patch_size * vc.spatial_merge_size)
     settings = f"{cfg.variant}|{cfg.vlm_image_size}|{cfg.sam_image_size}|{cfg.num_points}|{cfg.official_compat}"
