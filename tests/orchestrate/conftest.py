@@ -77,7 +77,7 @@ def study_file(workspace, mlflow_template):
             "metric": "score",
             "extra_metrics": ["nested.hit@1"],
             "seeds": 1,
-            "objective": f"{objectives.__name__}:{objective}",
+            "objective": objective if ":" in objective else f"{objectives.__name__}:{objective}",
             "slurm": {"kind": "slurm", "time_min": 5, "cpus_per_task": 1, "mem_gb": 1, "log_dir": "runs/logs"},
             **fields,
         }
