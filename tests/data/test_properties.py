@@ -16,7 +16,7 @@ from virtue.data.synth.vocab import HELD_OUT, parse_caption
 PROFILES = list(SUBSETS.values())
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), which=st.integers(0, len(PROFILES) - 1), size=st.sampled_from([96, 128]))
 def test_distractors_false_and_one_element_changed(seed, which, size):
     rng = np.random.default_rng(seed)

@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--only", choices=("scar", "mmeb"), help="generate one set only")
     synth.set_defaults(func=_synth)
 
-    check = cmds.add_parser("check", help="validate a SCaR or MMEB folder (real or synthetic) and report")
+    check = cmds.add_parser(
+        "check", help="validate a SCaR or MMEB folder (real or synthetic); exit 1 if rows are invalid"
+    )
     check.add_argument("path", help="the set's folder")
     check.add_argument("--image-root", help="image paths are relative to this (default: the folder)")
     check.add_argument(
