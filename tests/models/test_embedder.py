@@ -188,6 +188,8 @@ def test_gradients_reach_only_trainable_parameters(build, images):
 def test_trainable_state_round_trip(build, images):
     a, processor = build()
     b, _ = build()
+    for name, value in a.trainable_state_dict().items():  # same seed, same initial adapters and connector
+        torch.testing.assert_close(value, b.trainable_state_dict()[name], atol=0, rtol=0)
     with torch.no_grad():
         for p in a.parameters():
             if p.requires_grad:

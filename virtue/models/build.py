@@ -74,20 +74,21 @@ def build_embedder(
                     vlm.config.text_config.hidden_size,
                     cfg.connector_depth,
                 ).to(vlm.dtype)
-    if connector is not None and cfg.release_connector and not meta:
-        _load_release(cfg, connector, root)
-    vc = vlm.config.vision_config
-    merged = cfg.vlm_image_size // (vc.patch_size * vc.spatial_merge_size)
-    settings = f"{cfg.variant}|{cfg.vlm_image_size}|{cfg.sam_image_size}|{cfg.num_points}|{cfg.official_compat}"
-    embedder = Embedder(
-        vlm,
-        segmentation,
-        connector,
-        image_tokens=merged * merged,
-        official_compat=cfg.official_compat,
-        fingerprint_extra=settings,
-    )
-    apply_freeze_policy(embedder, cfg.adapter)
+        if connector is not None and cfg.release_connector and not meta:
+            _load_release(cfg, connector, root)
+        vc = vlm.config.vision_config
+        merged = cfg.vlm_image_size // (vc.patch_size * vc.spatial_merge_size)
+        settings = f"{cfg.variant}|{cfg.vlm_image_size}|{cfg.sam_image_size}|{cfg.num_points}|{cfg.official_compat}"
+        embedder = Embedder(
+            vlm,
+            segmentation,
+            connector,
+            image_tokens=merged * merged,
+            official_compat=cfg.official_compat,
+            fingerprint_extra=settings,
+        )
+        torch.manual_seed(seed + 1)  # adapter init, likewise independent of the backbones' source
+        apply_freeze_policy(embedder, cfg.adapter)
     tokenizer = train_tokenizer([]) if meta else load_tokenizer(cfg.vlm, root=root)
     if not meta:
         _check_tokenizer(tokenizer, vlm.config)
