@@ -55,12 +55,19 @@ class SignalAt:
         pass
 
 
-if __name__ == "__main__":
+def main(run_dir: str, work: str, overrides: list[str]) -> str:
+    """One process of a toy run: joins the process group that torchrun or submitit describes, if any."""
     torch.set_num_threads(1)
     tree: dict = {}
-    for text in sys.argv[3:]:
+    for text in overrides:
         apply_override(tree, {}, text, "argv")
     dropout = float(tree.pop("dropout", 0.1))
-    env = init_distributed("cpu")  # one process, or the group torchrun describes
-    run_toy(Path(sys.argv[1]), Path(sys.argv[2]), dropout=dropout, env=env, **tree)
-    shutdown_distributed()
+    env = init_distributed("cpu")
+    try:
+        return str(run_toy(Path(run_dir), Path(work), dropout=dropout, env=env, **tree))
+    finally:
+        shutdown_distributed()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3:])

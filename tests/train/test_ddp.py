@@ -52,3 +52,26 @@ def test_training_loop_under_torchrun_matches_one_process(tmp_path):
         for r in ("one", "two")
     ]
     assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_submitit_tasks_form_the_process_group(tmp_path, monkeypatch):
+    """A submitit job with 2 tasks (the local executor stands in for a Slurm allocation) trains as one group
+    through TorchDistributedEnvironment, and ends where one process ends."""
+    submitit = pytest.importorskip("submitit")
+    from _fit_toy import main
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE.parent.parent), str(HERE)]))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    opts = ["steps=3", "dropout=0.0"]
+    main(str(tmp_path / "one"), str(tmp_path), opts)
+    executor = submitit.AutoExecutor(folder=tmp_path / "logs", cluster="local")
+    executor.update_parameters(tasks_per_node=2, timeout_min=5)
+    job = executor.submit(main, str(tmp_path / "two"), str(tmp_path), opts)
+    assert job.results() == [str(tmp_path / "two")] * 2
+    assert (tmp_path / "two" / "checkpoints" / "step-00000003" / "rng-rank1.pt").is_file()  # one group of 2
+    assert len((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) == 3  # written by rank 0 only
+    a = load_file(str(tmp_path / "one" / "trainable.safetensors"))
+    b = load_file(str(tmp_path / "two" / "trainable.safetensors"))
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k

@@ -1,8 +1,9 @@
 """One process, many (torchrun), or many nodes (a Slurm job via submitit): the same code path.
 
 Processes find each other through the usual environment variables (RANK, WORLD_SIZE, LOCAL_RANK,
-MASTER_ADDR, MASTER_PORT). torchrun sets them; in a multi-task Slurm job submitit's
-TorchDistributedEnvironment derives them from SLURM_* variables. Backend: NCCL on GPU, gloo on CPU.
+MASTER_ADDR, MASTER_PORT). torchrun sets them; in a multi-task submitit job (Slurm, one task per GPU,
+any number of nodes) submitit's TorchDistributedEnvironment derives them from the job.
+Backend: NCCL on GPU, gloo on CPU.
 
 Gradients are averaged with one all-reduce per step after backward instead of wrapping the model in
 DistributedDataParallel: GradCache runs several backward passes per step, and only the adapters and the
@@ -32,19 +33,22 @@ class DistEnv:
         return self.rank == 0
 
 
-def _export_slurm_env() -> None:
-    """In a Slurm job with several tasks and no torchrun variables, let submitit export them."""
-    if "RANK" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) <= 1:
+def _export_submitit_env() -> None:
+    """In a submitit job (Slurm or local) with several tasks and no torchrun variables, let submitit
+    derive and export them (MASTER_ADDR = first node, a port from the job id, ranks from the task ids)."""
+    if "RANK" in os.environ or "SUBMITIT_EXECUTOR" not in os.environ:
         return
+    from submitit import JobEnvironment
     from submitit.helpers import TorchDistributedEnvironment
 
-    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    if JobEnvironment().num_tasks > 1:
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 
 def init_distributed(device: str = "auto") -> DistEnv:
     """Join the process group if the environment describes one; otherwise a single process.
     device: "auto" (CUDA if available), "cpu" or "cuda"."""
-    _export_slurm_env()
+    _export_submitit_env()
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
