@@ -14,17 +14,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a trained embedder on SCaR and MMEB")
     p.add_argument("experiment", help="name under experiments/ (e.g. tiny) or a YAML path")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. model.variant=crop")
-    p.add_argument("--checkpoint", required=True, help="training run folder or a safetensors file of trained weights")
+    p.add_argument(
+        "--checkpoint", required=True, help="training run folder or safetensors file (give it after the overrides)"
+    )
     p.add_argument("--out", default=None, help="output folder (default: eval.output_dir)")
     p.set_defaults(func=_eval)
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ..eval.run import evaluate_job, output_dir
+    from ..eval.run import evaluate_job, find_weights, output_dir
     from ..orchestrate.launcher import launch
 
     cfg = load_experiment(args.experiment, args.overrides)
     out = Path(args.out) if args.out else output_dir(cfg)
+    find_weights(args.checkpoint)  # fail here, not after a Slurm job has queued
     metrics = launch(evaluate_job, cfg, args.checkpoint, str(out), launcher=cfg.launcher, name=f"eval-{cfg.name}")
     headline = {}
     if "scar" in metrics:

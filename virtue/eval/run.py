@@ -61,16 +61,14 @@ def find_weights(checkpoint: str | os.PathLike) -> Path:
     raise UserError(f"{p}: no final weights ({' or '.join(WEIGHT_NAMES)}) in this run folder")
 
 
-def load_weights(embedder, checkpoint: str | os.PathLike) -> Path:
+def load_weights(embedder, path: Path) -> None:
     from safetensors.torch import load_file
 
-    path = find_weights(checkpoint)
     try:
         state = load_file(str(path))
     except Exception as e:  # a corrupt or foreign file: one line for the user, not a traceback
         raise UserError(f"{path}: cannot read safetensors weights: {e}") from e
     embedder.load_trainable_state_dict(state)
-    return path
 
 
 def model_encoder(embedder, processor, device: str) -> Encoder:
@@ -94,9 +92,11 @@ def evaluate(cfg: ExperimentConfig, checkpoint: str | os.PathLike | None, *, out
 
     root = workspace_root()
     out_dir = Path(out_dir)
+    weights = find_weights(checkpoint) if checkpoint is not None else None  # before the slow model build
     device = "cuda" if torch.cuda.is_available() else "cpu"
     embedder, processor = build_embedder(cfg.model, root=root, device=device)
-    weights = load_weights(embedder, checkpoint) if checkpoint is not None else None
+    if weights is not None:
+        load_weights(embedder, weights)
     embedder.eval()
     d = cfg.data
     image_root = resolve(root, d.image_root)

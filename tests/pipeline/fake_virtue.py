@@ -1,0 +1,92 @@
+"""A stand-in `virtue` command for testing the DVC wiring alone: `data synth`, `pretrain` and `train` write
+small outputs recording their arguments, `eval` writes real-format metrics with a deterministic encoder (its
+numbers depend on the variant and on the train steps it was given), `report` is the real command. Every call
+is appended to $FAKE_VIRTUE_LOG."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from virtue.cli.main import main as real_main
+from virtue.data.types import EvalQuery, Side
+from virtue.eval.run import run_protocols
+
+
+def overrides(args: list[str]) -> dict[str, str]:
+    return dict(a.split("=", 1) for a in args if "=" in a and not a.startswith("-"))
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def encoder(salt: str):
+    def encode(sides):
+        rows = [
+            [int(hashlib.sha1(f"{salt}|{s.text}|{j}".encode()).hexdigest(), 16) % 997 for j in range(6)] for s in sides
+        ]
+        return torch.nn.functional.normalize(torch.tensor(rows, dtype=torch.float32), dim=-1)
+
+    return encode
+
+
+def fake_eval(args: list[str]) -> None:
+    o = overrides(args)
+    run = Path(args[args.index("--checkpoint") + 1])
+    steps = json.loads((run / "args.json").read_text())["train.steps"]
+    kinds = ("gt", "object_in_image", "object_absent", "relation", "scene")
+    scar = [
+        EvalQuery(
+            Side(f"q{i}", image=f"/i{i}.png"), tuple(Side(f"c{i}{j}") for j in range(5)), f"sub{i % 2}", f"s:{i}", kinds
+        )
+        for i in range(8)
+    ]
+    mmeb = [
+        EvalQuery(Side(f"m{i}"), tuple(Side(f"t{i}{j}") for j in range(3)), f"T{i % 4}", f"m:{i}") for i in range(8)
+    ]
+    info = {f"T{k}": {"meta_task": ("cls", "vqa", "ret", "grd")[k], "split": ("IND", "OOD")[k % 2]} for k in range(4)}
+    (
+        run_protocols(
+            encoder(f"{o['model.variant']}{steps}"),
+            batch_size=4,
+            out_dir=o["eval.output_dir"],
+            scar=scar,
+            mmeb=mmeb,
+            mmeb_tasks=info,
+            meta={"experiment": o["name"], "variant": o["model.variant"]},
+        )
+    )
+    write(Path(o["eval.output_dir"]) / "config.yaml", json.dumps(o))
+
+
+def main(argv: list[str]) -> int:
+    with open(os.environ["FAKE_VIRTUE_LOG"], "a") as log:
+        log.write(" ".join(argv) + "\n")
+    o = overrides(argv)
+    if argv[:2] == ["data", "synth"]:
+        for d in ("data/scar-synth", "data/mmeb-synth"):
+            write(Path(d) / "args.json", json.dumps(o, sort_keys=True))
+    elif argv[0] == "pretrain":
+        write(Path("runs/backbones/args.json"), json.dumps(o, sort_keys=True))
+    elif argv[0] == "train":
+        run = Path("runs") / o["name"]
+        write(run / "args.json", json.dumps(o, sort_keys=True))
+        write(run / "metrics.jsonl", "".join(json.dumps({"step": s, "loss": 2.0 / (s + 1)}) + "\n" for s in range(3)))
+    elif argv[0] == "eval":
+        fake_eval(argv)
+    elif argv[0] == "report":
+        return real_main(argv)
+    else:
+        raise SystemExit(f"fake virtue: unexpected command {argv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

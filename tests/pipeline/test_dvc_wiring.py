@@ -1,0 +1,76 @@
+"""The DVC pipeline's wiring with a stand-in `virtue` command (tests/pipeline/fake_virtue.py): which stages run,
+with which overrides, what a parameter change reruns, that a second repro does nothing, that `dvc metrics show`
+and the report agree with the metrics files. The real commands are exercised in test_repro_micro.py."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from .workspace import copy_workspace, dvc, set_params
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    base = tmp_path_factory.mktemp("wiring")
+    ws = copy_workspace(base / "ws")
+    bin_dir = base / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "virtue"
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} {Path(__file__).parent / "fake_virtue.py"} "$@"\n')
+    shim.chmod(0o755)
+    return ws, bin_dir, base / "calls.log"
+
+
+def repro(ws, bin_dir, log: Path) -> list[str]:
+    log.write_text("")
+    r = dvc(ws, "repro", path_first=bin_dir, extra_env={"FAKE_VIRTUE_LOG": str(log)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    return [line for line in log.read_text().splitlines() if line]
+
+
+def kinds(calls: list[str]) -> list[str]:
+    return sorted(" ".join(c.split()[:2]) if c.startswith("data") else c.split()[0] for c in calls)
+
+
+def test_full_run_then_noop_then_partial(ws):
+    ws, bin_dir, log = ws
+    calls = repro(ws, bin_dir, log)
+    assert kinds(calls) == ["data synth", "eval", "eval", "eval", "pretrain", "report", "train", "train", "train"]
+    train = [c for c in calls if c.startswith("train")]
+    assert any("name=tiny-crop model.variant=crop" in c and "train.steps=600" in c for c in train)
+    assert all("launcher.kind=inprocess" in c for c in calls if c.split()[0] in ("pretrain", "train", "eval"))
+    ev = next(c for c in calls if c.startswith("eval") and "variant=virtue" in c)
+    assert "--checkpoint runs/tiny-virtue" in ev and "eval.output_dir=runs/eval/tiny-virtue" in ev
+
+    # metrics: dvc reads the files the report shows
+    shown = dvc(ws, "metrics", "show", "--json")
+    assert shown.returncode == 0, shown.stderr
+    m = json.loads((ws / "runs/eval/tiny-virtue/metrics.json").read_text())
+    assert str(round(m["scar"]["overall"]["hit@1"], 6))[:5] in shown.stdout
+    md = (ws / "reports/index.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| virtue (tiny-virtue) |"))
+    assert row.split("|")[-4].strip() == f"{100 * m['scar']['overall']['hit@1']:.1f}"  # Overall column
+    assert (ws / "reports/index.html").is_file() and (ws / "reports/plots/training_curves.png").is_file()
+
+    # nothing changed: nothing runs, status clean
+    assert repro(ws, bin_dir, log) == []
+    st = dvc(ws, "status", path_first=bin_dir)
+    assert st.returncode == 0 and "up to date" in st.stdout, st.stdout
+
+    # a training parameter: training, evaluation and report rerun; data and pre-training do not
+    set_params(ws, train={"steps": 7})
+    calls = repro(ws, bin_dir, log)
+    assert kinds(calls) == ["eval", "eval", "eval", "report", "train", "train", "train"]
+    assert all("train.steps=7" in c for c in calls if c.startswith("train"))
+    diff = dvc(ws, "params", "diff", "--json")
+    assert diff.returncode == 0 and '"train.steps"' in diff.stdout, diff.stdout
+
+    # plots render from the report's outputs
+    plots = dvc(ws, "plots", "show", "-o", str(ws.parent / "plots-html"))
+    assert plots.returncode == 0, plots.stderr
