@@ -6,5 +6,7 @@ if [ ! -f dvc.yaml ]; then
   echo "repro.sh: the DVC pipeline (dvc.yaml) is not there yet; see the open issues." >&2
   exit 1
 fi
+# The stages in dvc.yaml call `virtue`: the workspace's own, whether or not the venv is activated.
+export PATH="$PWD/.venv/bin:$PATH"
 [ -d .dvc ] || .venv/bin/dvc init -q
 exec .venv/bin/dvc repro "$@"
