@@ -102,3 +102,26 @@ def test_sigkill_then_resume_identical(tmp_path):
     again = subprocess.run(_script(tmp_path / "cut", tmp_path, *opts), env=_env(), capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert_identical(weights(tmp_path / "cut"), weights(tmp_path / "ref"))
+
+
+def test_schedule_warmup_then_decay():
+    from virtue.config.train import TrainConfig
+    from virtue.train.loop import lr_factor
+
+    tc = TrainConfig(steps=10, warmup_steps=4, schedule="linear")
+    f = [lr_factor(s, tc) for s in range(10)]
+    assert f[:4] == [0.25, 0.5, 0.75, 1.0] and f[4] == 1.0 and f[9] == pytest.approx(1 / 6)
+    assert all(a > b for a, b in zip(f[4:], f[5:], strict=False))
+    cos = TrainConfig(steps=10, warmup_steps=0, schedule="cosine")
+    assert lr_factor(0, cos) == 1.0 and lr_factor(5, cos) == pytest.approx(0.5)
+    assert lr_factor(9, TrainConfig(steps=10, warmup_steps=2, schedule="constant")) == 1.0
+
+
+def test_connector_has_its_own_learning_rate(tmp_path):
+    import json as _json
+
+    run = run_toy(tmp_path / "r", tmp_path, steps=3, connector_lr=0.5, checkpoint_every=0)
+    groups = torch.load(run / "checkpoints" / "step-00000003" / "state.pt", weights_only=True)["optimizer"]
+    lrs = sorted(g["initial_lr"] for g in groups["param_groups"])
+    assert lrs == [1e-2, 0.5]
+    assert _json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["lr"] == pytest.approx(1e-2 / 2)
