@@ -210,3 +210,13 @@ def test_bfloat16_backbones_keep_float32_trainable_weights(build, images):
     assert out.shape == (3, 160) and torch.isfinite(out.float()).all()
     out.float().sum().backward()
     assert embedder.connector.reduce.weight.grad is not None
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(build, images):
+    cpu, processor = build()
+    gpu, _ = build()
+    gpu.to("cuda")
+    inputs = processor(_sides(images))
+    with torch.no_grad():
+        torch.testing.assert_close(gpu(inputs.to("cuda")).cpu(), cpu(inputs), atol=1e-4, rtol=1e-3)
