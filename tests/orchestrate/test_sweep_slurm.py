@@ -146,3 +146,12 @@ def test_a_killed_workers_trial_is_reenqueued_on_the_next_run(workspace, study_f
     assert new.user_attrs["metrics"]["resumed_from"] == 1
     _, runs = children(spec)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+
+
+def test_a_refused_submission_is_one_clear_error_and_leaves_nothing_running(workspace, study_file, importable):
+    from virtue.errors import UserError
+
+    spec = load_study(study_file(slurm={"kind": "slurm", "partition": "no-such-partition", "log_dir": "runs/logs"}))
+    with pytest.raises(UserError, match="sbatch refused"):
+        run_sweep(spec, executor="slurm", workers=2)
+    assert {t.state for t in load(spec).get_trials()} == {TrialState.FAIL}

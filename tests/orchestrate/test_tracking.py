@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import warnings
 
@@ -12,6 +13,7 @@ from virtue.orchestrate.tracking import NullTracker, open_tracker, tracking_uri
 from .conftest import closed_port
 
 
+@pytest.mark.slow  # creates the MLflow schema itself (the other tests copy an initialised database)
 def test_sqlite_default_records_params_metrics_tags_artifacts(workspace, cfg):
     run_dir = workspace / "runs" / "micro"
     (run_dir / "note.txt").parent.mkdir(parents=True)
@@ -35,7 +37,8 @@ def test_sqlite_default_records_params_metrics_tags_artifacts(workspace, cfg):
     assert [x["step"] for x in lines] == [0, 1, 2]
 
 
-def test_resume_reattaches_to_the_same_run(workspace, cfg):
+def test_resume_reattaches_to_the_same_run(workspace, cfg, mlflow_template):
+    shutil.copy(mlflow_template, workspace / "mlflow.db")
     run_dir = workspace / "runs" / "micro"
     first = open_tracker(cfg, run_dir)
     first.log_metrics({"loss": 2.0}, step=0)
@@ -57,12 +60,14 @@ def test_resume_reattaches_to_the_same_run(workspace, cfg):
     child.close()
 
 
-def test_env_uri_overrides_default(workspace, cfg, monkeypatch, tmp_path_factory):
+def test_env_uri_overrides_default(workspace, cfg, monkeypatch, tmp_path_factory, mlflow_template):
     other = tmp_path_factory.mktemp("elsewhere") / "t.db"
+    shutil.copy(mlflow_template, other)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other}")
     with open_tracker(cfg, workspace / "runs" / "x") as tr:
         tr.log_metrics({"m": 1.0}, step=0)
-    assert other.is_file() and not (workspace / "mlflow.db").exists()
+    assert not (workspace / "mlflow.db").exists()
+    assert MlflowClient(f"sqlite:///{other}").get_run(tr.run_id).data.metrics == {"m": 1.0}
 
 
 def test_unreachable_server_warns_once_and_keeps_metrics_locally(workspace, cfg, monkeypatch):
@@ -95,7 +100,8 @@ def test_disabled_tracking_gives_a_null_tracker(workspace, cfg):
     assert (workspace / "runs" / "off" / "metrics.jsonl").is_file()
 
 
-def test_metric_names_mlflow_refuses_are_mapped_not_fatal(workspace, cfg):
+def test_metric_names_mlflow_refuses_are_mapped_not_fatal(workspace, cfg, mlflow_template):
+    shutil.copy(mlflow_template, workspace / "mlflow.db")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # going offline would warn
         with open_tracker(cfg, workspace / "runs" / "m") as tr:

@@ -196,6 +196,8 @@ def _worker_env() -> dict[str, str]:
 
 def _run_jobs(specs: list[TrialSpec], spec: StudySpec, executor: str, workers: int, study) -> list[str]:
     """Run the trials; return a message per failed trial."""
+    from optuna.trial import TrialState
+
     failed: list[str] = []
     bar = tqdm(total=len(specs), desc=spec.name, unit="trial", disable=not sys.stderr.isatty())
     if executor == "debug":
@@ -211,7 +213,12 @@ def _run_jobs(specs: list[TrialSpec], spec: StudySpec, executor: str, workers: i
     folder = sweep_dir(spec) / "logs"
     if executor == "slurm":
         ex = make_executor(launcher, f"sweep-{spec.name}", folder=folder, slurm_array_parallelism=workers)
-        jobs = ex.map_array(TrialJob(), specs)
+        try:
+            jobs = ex.map_array(TrialJob(), specs)
+        except Exception as e:  # sbatch refused (partition, limits): the asked trials must not stay RUNNING
+            for t in specs:
+                study.tell(t.number, state=TrialState.FAIL)
+            raise UserError(f"{spec.name}: sbatch refused the job array: {failure_reason(e)}") from e
         for t, job in zip(specs, jobs, strict=True):
             study._storage.set_trial_user_attr(t.trial_id, "job_id", str(job.job_id))
         pending = list(zip(specs, jobs, strict=True))
