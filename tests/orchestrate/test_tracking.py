@@ -109,3 +109,15 @@ def test_metric_names_mlflow_refuses_are_mapped_not_fatal(workspace, cfg, mlflow
     run = MlflowClient(tracking_uri()).get_run(tr.run_id)
     assert run.data.metrics == {"scar.overall.hit_at_1": 0.5, "odd name_": 1.0}
     assert "hit@1" in (workspace / "runs" / "m" / "metrics.jsonl").read_text()  # the local record keeps the key
+
+
+def test_git_sha_of_the_source_checkout():
+    from pathlib import Path
+
+    from virtue.orchestrate.tracking import git_sha
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    sha = git_sha(root)
+    assert sha is not None and len(sha) == 40 and int(sha, 16) >= 0
