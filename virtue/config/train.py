@@ -48,6 +48,9 @@ class PretrainConfig(Section):
         description="weight of the heads that predict the prompted object's colour/shape/size from the mask "
         "decoder's image-side stream (the features VIRTUE reads); 0 = mask loss only",
     )
+    sam_prompts_per_image: int = Field(
+        2, ge=1, description="objects prompted per image in a batch (the image encoder runs once per image)"
+    )
     sam_eval_scenes: int = Field(200, ge=1, description="held-out scenes (eval split) for the mIoU")
     # Qwen2-VL
     vlm_steps: int = Field(600, ge=0)

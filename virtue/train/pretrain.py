@@ -90,6 +90,7 @@ def pretrain(cfg: ExperimentConfig, *, tracker=None, root: Path | None = None) -
         prompts=p.sam_prompts,
         appearance_weight=p.sam_appearance_weight,
         seed=p.seed,
+        per_image=p.sam_prompts_per_image,
         on_step=lambda s, v: _log(tracker, s, v),
     )
     sam.save_pretrained(stage / "sam2")

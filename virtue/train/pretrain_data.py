@@ -71,11 +71,11 @@ def segmentation_samples(
 ) -> list[SegSample]:
     """One sample per object; each image is decoded and resized once."""
     out = []
-    for sc in scenes:
+    for i, sc in enumerate(scenes):
         pixels = sam_pixels(load_image(sc.image), sam_size)
         for o in sc.objects:
             attrs = tuple(classes[a].index(getattr(o.desc, a)) for a in ATTRIBUTES)
-            out.append(SegSample(pixels, o.mask, o.box, sc.size, attrs))
+            out.append(SegSample(pixels, o.mask, o.box, sc.size, attrs, image=i))
     return out
 
 

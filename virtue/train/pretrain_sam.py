@@ -32,6 +32,7 @@ class SegSample:
     box: tuple[float, float, float, float]  # x1, y1, x2, y2, original image pixels
     size: tuple[int, int]  # original (width, height)
     attributes: tuple[int, ...]  # one class id per attribute head
+    image: int = 0  # samples with the same index share the image (and its encoder pass)
 
 
 class AppearanceHeads(nn.Module):
@@ -62,6 +63,16 @@ class KeysTap:
 
     def close(self) -> None:
         self._handle.remove()
+
+
+def tie_positional_encodings(sam: nn.Module) -> None:
+    """Give the prompt encoder the image's random Fourier position features. SAM uses ONE such matrix for
+    both (Meta's checkpoints carry it twice, equal); transformers initialises the two buffers independently,
+    so a SAM-2 trained from scratch would place its prompts in a different coordinate code than its image
+    and could not localise them (held-out box mIoU 0.15 after 300 steps before this, see
+    docs/research/pretraining.md)."""
+    src = sam.shared_image_embedding.positional_embedding
+    sam.prompt_encoder.shared_embedding.positional_embedding.copy_(src)
 
 
 def dice_loss(logits: Tensor, target: Tensor) -> Tensor:
@@ -106,18 +117,26 @@ def segmentation_step(
     kind: str,
     rng: np.random.Generator,
     appearance_weight: float,
+    per_image: int = 1,
 ) -> tuple[Tensor, dict[str, float]]:
+    """`batch` holds P consecutive objects of each of B images: the image encoder runs once per image and
+    the decoder once per object (SAM's point batch)."""
     side = batch[0].pixels.shape[-1]
-    pixels = torch.stack([s.pixels for s in batch])
+    pixels = torch.stack([s.pixels for s in batch[::per_image]])  # [B, 3, S, S]
     n_points = int(rng.integers(1, 4))
-    out = sam(pixel_values=pixels, multimask_output=False, **_prompt_tensors(batch, kind, side, rng, n_points))
-    logits = out.pred_masks[:, 0, 0]  # [B, side/4, side/4]
+    prompts = {
+        k: v.reshape(len(pixels), per_image, *v.shape[2:])  # [B*P, 1, ...] -> [B, P, ...]
+        for k, v in _prompt_tensors(batch, kind, side, rng, n_points).items()
+    }
+    out = sam(pixel_values=pixels, multimask_output=False, **prompts)
+    logits = out.pred_masks.flatten(0, 1)[:, 0]  # [B*P, side/4, side/4], object order of `batch`
     target = _mask_targets(batch, logits.shape[-1])
     mask_loss = F.binary_cross_entropy_with_logits(logits, target) + dice_loss(logits, target)
     attr = torch.tensor([s.attributes for s in batch], dtype=torch.int64)  # [B, A]
-    head_logits = heads(tap.keys)
+    # With weight 0 the heads still learn, on detached features: a linear probe of what the stream carries.
+    head_logits = heads(tap.keys if appearance_weight > 0 else tap.keys.detach())
     app_loss = sum(F.cross_entropy(lg, attr[:, i]) for i, lg in enumerate(head_logits)) / max(len(head_logits), 1)
-    loss = mask_loss + appearance_weight * app_loss
+    loss = mask_loss + (appearance_weight if appearance_weight > 0 else 1.0) * app_loss
     return loss, {"mask_loss": mask_loss.item(), "appearance_loss": float(app_loss.detach())}
 
 
@@ -181,11 +200,14 @@ def train_segmenter(
     prompts: Sequence[str],
     appearance_weight: float,
     seed: int,
+    per_image: int = 1,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, float]:
     """Train `sam` in place; returns held-out metrics (mIoU per prompt kind, head accuracies) and timings."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        tie_positional_encodings(sam)
     tap = KeysTap(sam)
     dim = sam.config.mask_decoder_config.hidden_size
     heads = AppearanceHeads(dim, num_classes)
@@ -195,14 +217,22 @@ def train_segmenter(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1)))
     )
+    by_image: dict[int, list[int]] = {}
+    for i, smp in enumerate(train_samples):
+        by_image.setdefault(smp.image, []).append(i)
+    usable = [v for v in by_image.values() if len(v) >= per_image]
+    if not usable:
+        raise ValueError(f"no training image has {per_image} objects")
     sam.train()
     history: list[float] = []
     start = time.perf_counter()
     bar = tqdm(range(steps), desc="pretrain sam2", disable=None)
     for step in bar:
-        idx = rng.choice(len(train_samples), size=min(batch_size, len(train_samples)), replace=False)
+        images = rng.choice(len(usable), size=min(max(1, batch_size // per_image), len(usable)), replace=False)
+        idx = [j for i in images for j in rng.choice(usable[i], size=per_image, replace=False)]
         kind = prompts[step % len(prompts)]
-        loss, parts = segmentation_step(sam, tap, heads, [train_samples[i] for i in idx], kind, rng, appearance_weight)
+        batch = [train_samples[i] for i in idx]
+        loss, parts = segmentation_step(sam, tap, heads, batch, kind, rng, appearance_weight, per_image)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
