@@ -27,10 +27,11 @@ RUN_FILE = "mlflow_run.json"
 METRICS_FILE = "metrics.jsonl"
 _PARAM_MAX = 6000  # MLflow 3's limit on a param value's length
 
-# A tracking server that is down must cost seconds, not MLflow's default minutes of retries.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+# A tracking server that is down must cost seconds, not MLflow's default minutes of retries (7 retries,
+# exponential backoff, 120 s timeout). A busy but live server still gets 30 s per request. Users may override.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
 class Tracker(Protocol):
