@@ -8,7 +8,5 @@ if [ ! -f dvc.yaml ]; then
 fi
 # The stages in dvc.yaml call `virtue`: the workspace's own, whether or not the venv is activated.
 export PATH="$PWD/.venv/bin:$PATH"
-# The stage commands call `virtue` (and `python`): the workspace's own environment comes first.
-export PATH="$PWD/.venv/bin:$PATH"
 [ -d .dvc ] || dvc init -q
 exec dvc repro "$@"
