@@ -33,7 +33,7 @@ class Sizes:
     dvc_repeats: int
 
 
-FULL = Sizes(256, 3, 256, 8, 1, 4, 8, 2, 2, 32, 3)
+FULL = Sizes(256, 3, 256, 8, 1, 4, 8, 3, 2, 32, 3)
 QUICK = Sizes(32, 4, 32, 8, 1, 2, 8, 1, 1, 32, 1)
 
 

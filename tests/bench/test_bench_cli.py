@@ -1,0 +1,61 @@
+"""`virtue bench` through the real entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+
+def _read_only(folder):
+    """A folder this process cannot write (read-only tmpfs as root, else mode 0555); None if impossible."""
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return lambda: folder.chmod(0o755)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True)
+    if r.returncode != 0:
+        return None
+    return lambda: subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_unwritable_out_fails_before_measuring(tmp_path, run_cli):
+    folder = tmp_path / "ro"
+    undo = _read_only(folder)
+    if undo is None:
+        pytest.skip("root without mount: cannot make a read-only folder")
+    try:
+        r = run_cli("bench", "--quick", "--out", str(folder / "bench.json"), timeout=120)
+    finally:
+        undo()
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and str(folder / "bench.json") in lines[0], r.stderr[-2000:]
+    assert "bench:" not in r.stderr  # nothing was measured
+
+
+@pytest.mark.slow
+def test_quick_bench_writes_json_and_table(tmp_path, run_cli):
+    out = tmp_path / "bench.json"
+    r = run_cli("bench", "--quick", "--out", str(out), env={"OMP_NUM_THREADS": "1"}, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(out.read_text())
+    res = report["results"]
+    assert report["mode"] == "quick" and set(res) == {
+        "gradcache_memory",
+        "feature_cache_sweep",
+        "train_throughput_cache",
+        "eval_throughput_dedup",
+        "dvc_repro_noop",
+        "dvc_repro_stages",
+    }
+    for name in ("gradcache_memory", "feature_cache_sweep", "train_throughput_cache", "eval_throughput_dedup"):
+        r_ = res[name]
+        assert r_["status"] == "measured" and r_["optimised"]["median"] > 0 and r_["baseline"]["median"] > 0
+        assert r_["ratio"] == pytest.approx(r_["optimised"]["median"] / r_["baseline"]["median"])
+    assert res["eval_throughput_dedup"]["scores_agree"] is True
+    assert res["feature_cache_sweep"]["frozen_share_of_step"]["share"] > 0
+    for name in res:
+        assert name in r.stdout  # the table lists every benchmark
+    assert not [p for p in tmp_path.iterdir() if p.name != "bench.json"]  # no temporary left beside it
