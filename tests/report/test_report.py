@@ -172,13 +172,30 @@ def test_paper_tables_labelled_and_html_embeds_plots(workspace):
 def test_sweep_studies_get_a_table_and_plot(workspace):
     sweeps = workspace / "reports" / "sweeps"
     sweeps.mkdir(parents=True)
-    rows = [{"connector_depth": d, "mean": 0.4 + 0.1 * (d == 2), "std": 0.02, "n": 2} for d in (1, 2, 3)]
-    (sweeps / "connector_depth.json").write_text(
-        json.dumps({"study": "connector_depth", "axis": "connector_depth", "metric": "mean", "rows": rows})
-    )
+    # the summary format of virtue.orchestrate.sweep_report: one row per cell, mean/std over seeds, values list
+    rows = [
+        {
+            "connector_depth": str(d),
+            "mean": 0.4 + 0.1234 * (d == 2),
+            "std": 0.02,
+            "n": 2,
+            "seeds": [0, 1],
+            "values": [0.39, 0.41],
+        }
+        for d in (1, 2, 3)
+    ]
+    summary = {"study": "connector_depth", "axis": "connector_depth", "metric": "scar.overall.hit@1", "rows": rows}
+    (sweeps / "connector_depth.json").write_text(json.dumps(summary))
+    (sweeps / "points.json").write_text(json.dumps({**summary, "study": "points"}))
+    (sweeps / "points.png").write_bytes((workspace / "runs" / "eval" / "tiny-virtue" / "metrics.json").read_bytes())
     md = build_report(workspace / "runs", workspace / "reports", prefix="tiny").read_text()
     assert "Sweep study `connector_depth`" in md and "reports/sweeps/connector_depth.json" in md
+    table = cells(md, "Sweep study `connector_depth`")
+    assert table["2"][:2] == ["0.523", "0.020"]  # fractions keep 3 decimals
     assert (workspace / "reports" / "plots" / "sweep_connector_depth.png").is_file()
+    # a study whose runner already drew its plot: that plot is used, not redrawn
+    assert not (workspace / "reports" / "plots" / "sweep_points.png").exists()
+    assert "(sweeps/points.png)" in md
 
 
 def test_report_is_deterministic(workspace):

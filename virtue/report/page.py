@@ -17,18 +17,18 @@ from .tables import Table, kinds_table, mmeb_table, mmeb_tasks_table, paper_tabl
 from .targets import Target, check_targets
 
 
-def fmt(value) -> str:
+def fmt(value, digits: int = 1) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.1f}"
+        return f"{value:.{digits}f}"
     return str(value)
 
 
 def md_table(t: Table) -> str:
     cols = t.frame.columns
     lines = [f"### {t.title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in t.frame.iter_rows()]
+    lines += ["| " + " | ".join(fmt(v, t.digits) for v in row) + " |" for row in t.frame.iter_rows()]
     lines += ["", "Sources: " + "; ".join(f"`{s}`" for s in t.sources)]
     if t.note:
         lines += ["", t.note]
@@ -38,7 +38,8 @@ def md_table(t: Table) -> str:
 def html_table(t: Table) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in t.frame.columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(fmt(v))}</td>" for v in row) + "</tr>" for row in t.frame.iter_rows()
+        "<tr>" + "".join(f"<td>{html.escape(fmt(v, t.digits))}</td>" for v in row) + "</tr>"
+        for row in t.frame.iter_rows()
     )
     sources = "; ".join(f"<code>{html.escape(s)}</code>" for s in t.sources)
     return (
@@ -88,7 +89,12 @@ def build_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, *, pre
         if t is None:
             continue
         sweeps.append(t)
-        png = plots.sweep_plot(data.get("study", path.stem), data, t.frame, out / "plots" / f"sweep_{path.stem}.png")
+        # the sweep runner draws its own plot beside the summary; draw one only where it is missing
+        png = path.with_suffix(".png")
+        if not png.is_file():
+            png = plots.sweep_plot(
+                data.get("study", path.stem), data, t.frame, out / "plots" / f"sweep_{path.stem}.png"
+            )
         if png:
             images.append((t.title, png))
 
@@ -123,7 +129,7 @@ def render_md(sections, images, intro: str, out: Path) -> str:
     for heading, tables in sections:
         if tables:
             parts += [f"## {heading}", ""] + [md_table(t) for t in tables]
-    parts += ["## Plots", ""] + [f"![{title}]({p.relative_to(out).as_posix()})\n" for title, p in images]
+    parts += ["## Plots", ""] + [f"![{title}]({os.path.relpath(p, out)})\n" for title, p in images]
     return "\n".join(parts)
 
 

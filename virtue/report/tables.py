@@ -22,6 +22,7 @@ class Table:
     frame: pl.DataFrame  # first column: row label; others: numbers (already x100) or text
     sources: list[str] = field(default_factory=list)
     note: str = ""
+    digits: int = 1  # decimals shown for floats (x 100 tables: 1; fractions: 3)
 
 
 def pct(value: float | None) -> float | None:
@@ -131,4 +132,10 @@ def sweep_table(path: Path, data: dict, root: Path) -> Table | None:
         return None
     flat = [{k: v for k, v in r.items() if isinstance(v, int | float | str | bool) or v is None} for r in rows]
     study = data.get("study", path.stem)
-    return Table(f"Sweep study `{study}`", pl.DataFrame(flat, infer_schema_length=None), [rel(path, root)])
+    metric = data.get("metric", "metric")
+    return Table(
+        f"Sweep study `{study}` ({metric}: mean and std over seeds, fractions)",
+        pl.DataFrame(flat, infer_schema_length=None),
+        [rel(path, root)],
+        digits=3,
+    )
