@@ -152,3 +152,12 @@ def test_unknown_mmeb_task_is_a_user_error(tmp_path):
     q = [EvalQuery(Side("a"), (Side("a"), Side("b")), "Nope", "1")]
     with pytest.raises(UserError, match="Nope"):
         run_protocols(WordEncoder(["a", "b"]), batch_size=4, out_dir=tmp_path, mmeb=q, mmeb_tasks={})
+
+
+def test_batches_group_alike_sides(micro, tmp_path):
+    enc, scar, mmeb, tasks = micro
+    run_protocols(enc, batch_size=3, out_dir=tmp_path, scar=scar)
+    kinds = [{s.image is not None for s in batch} for batch in enc.calls]
+    # 4 text captions then 3 image queries: the only mixed batch is at most the one at the boundary
+    assert sum(len(k) > 1 for k in kinds) <= 1
+    assert [s.image is not None for s in enc.encoded] == sorted(s.image is not None for s in enc.encoded)

@@ -42,18 +42,25 @@ def embed_sides(
     for side in sides:
         index.setdefault(side, len(index))
     unique = list(index)
+    # Batches of alike sides (text-only with text-only, short with short) pad far less: a caption batched with
+    # image queries would be padded to their image-token length.
+    order = sorted(range(len(unique)), key=lambda i: (unique[i].image is not None, len(unique[i].text), i))
     rows: list[torch.Tensor] = []
     bar = tqdm(total=len(unique), desc=desc, unit="side", disable=not sys.stderr.isatty(), leave=False)
     with torch.inference_mode():
-        for start in range(0, len(unique), batch_size):
-            batch = unique[start : start + batch_size]
+        for start in range(0, len(order), batch_size):
+            batch = [unique[i] for i in order[start : start + batch_size]]
             out = encode(batch)
             if out.ndim != 2 or out.shape[0] != len(batch):
                 raise ValueError(f"encoder returned shape {tuple(out.shape)} for {len(batch)} sides")
             rows.append(out.detach().to(torch.float32).cpu())
             bar.update(len(batch))
     bar.close()
-    matrix = torch.cat(rows) if rows else torch.zeros(0, 0)
+    matrix = torch.zeros(0, 0)
+    if rows:
+        sorted_rows = torch.cat(rows)
+        matrix = torch.empty_like(sorted_rows)
+        matrix[torch.tensor(order)] = sorted_rows  # back to first-seen order: row index[side]
     return index, matrix
 
 
