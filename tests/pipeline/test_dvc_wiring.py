@@ -19,6 +19,9 @@ pytestmark = pytest.mark.slow
 def ws(tmp_path_factory):
     base = tmp_path_factory.mktemp("wiring")
     ws = copy_workspace(base / "ws")
+    # data.dvc pins the README that the real `virtue data synth` writes; the stand-in does not write it
+    # (test_repro_micro.py covers that with the real command)
+    (ws / "data.dvc").unlink(missing_ok=True)
     bin_dir = base / "bin"
     bin_dir.mkdir()
     shim = bin_dir / "virtue"

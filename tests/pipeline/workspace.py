@@ -24,12 +24,13 @@ def copy_workspace(dest: Path) -> Path:
     ).stdout.decode()
     for rel in filter(None, listed.split("\0")):
         src = ROOT / rel
-        if src.is_file() and not rel.startswith(("dvc.lock", ".dvc/")):
+        if src.is_file() and rel != "dvc.lock":
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run([*git, "init", "-q"], cwd=dest, check=True)
-    dvc(dest, "init", "-q")
+    if not (dest / ".dvc").is_dir():
+        dvc(dest, "init", "-q")
     subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
     subprocess.run([*git, "commit", "-qm", "copy"], cwd=dest, check=True)
     return dest
