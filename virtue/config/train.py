@@ -36,6 +36,9 @@ class PretrainConfig(Section):
     scenes_dir: str = Field("data/scar-synth", description="folder whose scenes (read_scenes) both stages train on")
     output_dir: str = Field("runs/backbones", description="where the save_pretrained folders go")
     # SAM-2
+    sam_init: Literal["pytorch", "transformers"] = Field(
+        "pytorch", description="init of the SAM-2 trained from scratch: PyTorch defaults (as Meta's code) or HF's"
+    )
     sam_steps: int = Field(400, ge=0)
     sam_batch_size: int = Field(32, ge=1)
     sam_lr: float = Field(1e-3, gt=0)

@@ -28,7 +28,7 @@ from .pretrain_data import (
     segmentation_samples,
     tokenizer_corpus,
 )
-from .pretrain_sam import train_segmenter
+from .pretrain_sam import reset_to_pytorch_init, train_segmenter
 from .pretrain_vlm import train_aligner, vlm_encoder
 
 
@@ -76,6 +76,8 @@ def pretrain(cfg: ExperimentConfig, *, tracker=None, root: Path | None = None) -
     t0 = time.perf_counter()
     torch.manual_seed(p.seed)
     sam = build_sam(BackboneConfig(preset=_arch(cfg, "sam")), image_size=cfg.model.sam_image_size, root=root)
+    if p.sam_init == "pytorch":
+        reset_to_pytorch_init(sam)
     classes = attribute_classes()
     train_seg = segmentation_samples(train_scenes, cfg.model.sam_image_size, classes)
     eval_seg = segmentation_samples(eval_scenes[: p.sam_eval_scenes], cfg.model.sam_image_size, classes)
