@@ -73,10 +73,7 @@ def load_weights(embedder, path: Path) -> None:
 
 def model_encoder(embedder, processor, device: str) -> Encoder:
     def encode(sides: list[Side]) -> torch.Tensor:
-        inputs = processor(sides)
-        if hasattr(inputs, "to"):
-            inputs = inputs.to(device)
-        return embedder(inputs)
+        return embedder(processor(sides).to(device))
 
     return encode
 
