@@ -93,10 +93,5 @@ def test_sweep_finishes_offline_and_keeps_metrics(sweep_workspace):
     assert _sweep_offline(sweep_workspace)  # said so
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="virtue/orchestrate/tracking.py warns once per Tracker, and a sweep opens one per trial plus the "
-    "parent: N+1 warnings for N trials (the messages differ by run folder, so Python does not fold them)",
-)
 def test_sweep_offline_warns_once(sweep_workspace):
     assert len(_sweep_offline(sweep_workspace)) == 1

@@ -131,6 +131,9 @@ def _append_metrics(path: Path, metrics: Mapping[str, float], step: int | None) 
         f.write(json.dumps({"step": step, **{k: float(v) for k, v in metrics.items()}}) + "\n")
 
 
+_WARNED_URIS: set[str] = set()
+
+
 class MlflowTracker:
     """One MLflow run. Any MLflow failure switches it to offline mode (one warning, metrics kept locally)."""
 
@@ -196,9 +199,13 @@ class MlflowTracker:
         return run_id
 
     def _go_offline(self, why: str) -> None:
-        if not self.offline:
+        # Once per tracking URI and process: a sweep opens a tracker per trial, and one dead server is one fact.
+        if not self.offline and self.uri not in _WARNED_URIS:
+            _WARNED_URIS.add(self.uri)
             warnings.warn(
-                f"{why}; continuing without MLflow, metrics kept in {self._metrics}", RuntimeWarning, stacklevel=3
+                f"{why}; continuing without MLflow, metrics kept in each run folder ({METRICS_FILE})",
+                RuntimeWarning,
+                stacklevel=3,
             )
         self.offline = True
 

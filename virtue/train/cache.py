@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..data.types import Side
-from ..io import atomic_path
+from .checkpoint import save_weights
 
 Features = dict[str, torch.Tensor]
 _content_hashes: dict[tuple[str, int, int], str] = {}
@@ -76,7 +76,6 @@ class FeatureCache:
                 raise ValueError(f"frozen feature '{name}' has {t.shape[0]} rows for {len(sides)} inputs")
         for i, p in paths.items():
             if not p.is_file():
-                with atomic_path(p) as tmp:
-                    save_file({name: t[i].detach().cpu().contiguous() for name, t in feats.items()}, str(tmp))
+                save_weights(p, {name: t[i] for name, t in feats.items()})
         self.misses += len(rows)
         return feats

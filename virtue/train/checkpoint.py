@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import UserError
@@ -33,8 +34,12 @@ WEIGHTS = "trainable.safetensors"
 
 
 def save_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Atomic safetensors write; a failed write (full disk: safetensors' own error) is a one-line UserError."""
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        try:
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        except SafetensorError as e:
+            raise UserError(f"{path}: cannot write: {e}") from e
 
 
 def rng_states() -> dict[str, Any]:
@@ -80,14 +85,20 @@ def save_checkpoint(
         tmp.mkdir(parents=True)
     if world > 1:
         dist.barrier()
-    torch.save(rng_states(), tmp / f"rng-rank{rank}.pt")
-    if rank == 0:
-        save_weights(tmp / WEIGHTS, trainable, {"step": str(step)})
-        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step}
-        state["data_position"] = data_position
-        torch.save(state, tmp / "state.pt")
-        shapes = {k: list(v.shape) for k, v in trainable.items()}
-        write_json(tmp / "meta.json", {"step": step, "world_size": world, "shapes": shapes})
+    try:
+        torch.save(rng_states(), tmp / f"rng-rank{rank}.pt")
+        if rank == 0:
+            save_weights(tmp / WEIGHTS, trainable, {"step": str(step)})
+            state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step}
+            state["data_position"] = data_position
+            torch.save(state, tmp / "state.pt")
+            shapes = {k: list(v.shape) for k, v in trainable.items()}
+            write_json(tmp / "meta.json", {"step": step, "world_size": world, "shapes": shapes})
+    except (OSError, RuntimeError, SafetensorError, UserError) as e:
+        # A full disk surfaces as OSError, torch's RuntimeError or safetensors' own error: leave no partial
+        # folder behind (earlier checkpoints stay intact) and tell the user in one line.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"{final}: cannot write checkpoint: {e}") from e
     if world > 1:
         dist.barrier()
     if rank == 0:
