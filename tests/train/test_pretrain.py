@@ -110,3 +110,33 @@ def test_pretrain_cli_missing_scenes(run_cli, tmp_path: Path):
     assert r.returncode == 2, r.stderr
     assert "pretrain.scenes_dir" in r.stderr and "no such folder" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def _mask_logit_scale(sam) -> float:
+    torch.manual_seed(0)
+    pts = torch.tensor([[[[10.0, 10.0], [60.0, 70.0]]]])
+    labels = torch.tensor([[[2, 3]]])
+    with torch.no_grad():
+        out = sam(
+            pixel_values=torch.randn(1, 3, 128, 128), input_points=pts, input_labels=labels, multimask_output=False
+        )
+    return float(out.pred_masks.abs().mean())
+
+
+def test_sam_from_scratch_init(tmp_path: Path):
+    from virtue.config.model import BackboneConfig
+    from virtue.models.backbones import build_sam
+    from virtue.train.pretrain_sam import reset_to_pytorch_init, tie_positional_encodings
+
+    torch.manual_seed(0)
+    sam = build_sam(BackboneConfig(preset="sam2-tiny"), image_size=128, root=tmp_path)
+    image_pe = sam.shared_image_embedding.positional_embedding
+    prompt_pe = sam.prompt_encoder.shared_embedding.positional_embedding
+    assert not torch.equal(image_pe, prompt_pe)  # transformers draws the two codes independently
+    with torch.no_grad():
+        tie_positional_encodings(sam)
+    assert torch.equal(image_pe, prompt_pe)
+    before = _mask_logit_scale(sam)
+    reset_to_pytorch_init(sam)
+    assert torch.equal(image_pe, prompt_pe)  # buffers are not touched by the re-init
+    assert _mask_logit_scale(sam) > 100 * before
