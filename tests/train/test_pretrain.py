@@ -126,16 +126,13 @@ def _mask_logit_scale(sam) -> float:
 def test_sam_from_scratch_init(tmp_path: Path):
     from virtue.config.model import BackboneConfig
     from virtue.models.backbones import build_sam
-    from virtue.train.pretrain_sam import reset_to_pytorch_init, tie_positional_encodings
+    from virtue.train.pretrain_sam import reset_to_pytorch_init
 
     torch.manual_seed(0)
     sam = build_sam(BackboneConfig(preset="sam2-tiny"), image_size=128, root=tmp_path)
     image_pe = sam.shared_image_embedding.positional_embedding
     prompt_pe = sam.prompt_encoder.shared_embedding.positional_embedding
-    assert not torch.equal(image_pe, prompt_pe)  # transformers draws the two codes independently
-    with torch.no_grad():
-        tie_positional_encodings(sam)
-    assert torch.equal(image_pe, prompt_pe)
+    assert torch.equal(image_pe, prompt_pe)  # one code for image and prompts (transformers draws two)
     before = _mask_logit_scale(sam)
     reset_to_pytorch_init(sam)
     assert torch.equal(image_pe, prompt_pe)  # buffers are not touched by the re-init

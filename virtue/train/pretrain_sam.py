@@ -65,16 +65,6 @@ class KeysTap:
         self._handle.remove()
 
 
-def tie_positional_encodings(sam: nn.Module) -> None:
-    """Give the prompt encoder the image's random Fourier position features. SAM uses ONE such matrix for
-    both (Meta's checkpoints carry it twice, equal); transformers initialises the two buffers independently,
-    so a SAM-2 trained from scratch would place its prompts in a different coordinate code than its image
-    and could not localise them (held-out box mIoU 0.15 after 300 steps before this, see
-    docs/research/pretraining.md)."""
-    src = sam.shared_image_embedding.positional_embedding
-    sam.prompt_encoder.shared_embedding.positional_embedding.copy_(src)
-
-
 def reset_to_pytorch_init(sam: nn.Module) -> None:
     """Re-initialise every Linear / Conv / norm layer with PyTorch's default (Kaiming-uniform) init, as
     Meta's SAM-2 code does. transformers draws them from N(0, 0.02), which for this tiny width shrinks the
@@ -219,8 +209,6 @@ def train_segmenter(
     """Train `sam` in place; returns held-out metrics (mIoU per prompt kind, head accuracies) and timings."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    with torch.no_grad():
-        tie_positional_encodings(sam)
     tap = KeysTap(sam)
     dim = sam.config.mask_decoder_config.hidden_size
     heads = AppearanceHeads(dim, num_classes)
