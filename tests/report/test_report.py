@@ -210,3 +210,30 @@ def test_cli_without_runs_writes_a_page_saying_so(tmp_path, run_cli):
     assert r.returncode == 0, r.stderr
     md = (tmp_path / "reports" / "index.md").read_text()
     assert "0 evaluated run(s)" in md and "no data" in md
+
+
+def test_bench_results_get_a_table(workspace):
+    reports = workspace / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    bench = {
+        "results": {
+            "gradcache_memory": {
+                "status": "measured",
+                "ratio": 0.8021,
+                "target": "<= 1.3",
+                "met": True,
+                "optimised": {"label": "batch 256, chunks of 8", "median": 130.9, "unit": "MiB"},
+                "baseline": {"label": "batch 8", "median": 163.2, "unit": "MiB"},
+            },
+            "feature_cache_sweep": {"status": "measured", "ratio": 0.9377, "target": "<= 0.4", "met": False},
+            "dvc_repro_noop": {"status": "skipped", "reason": "no dvc.lock"},
+        }
+    }
+    (reports / "bench.json").write_text(json.dumps(bench))
+    md = build_report(workspace / "runs", reports, prefix="tiny").read_text()
+    table = cells(md, "Benchmarks")
+    assert table["gradcache_memory"][2:] == ["0.802", "<= 1.3", "met"]
+    assert table["gradcache_memory"][0].startswith("131 MiB")
+    assert table["feature_cache_sweep"][-1] == "NOT met"
+    assert table["dvc_repro_noop"][-1] == "no dvc.lock"
+    assert "reports/bench.json" in md

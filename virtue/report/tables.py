@@ -139,3 +139,32 @@ def sweep_table(path: Path, data: dict, root: Path) -> Table | None:
         [rel(path, root)],
         digits=3,
     )
+
+
+def bench_table(path: Path, data: dict, root: Path) -> Table | None:
+    """`virtue bench`'s results: each comparison as optimised vs baseline, their ratio and its target."""
+    results = data.get("results")
+    if not isinstance(results, dict) or not results:
+        return None
+    rows = []
+    for name, r in results.items():
+        opt, base = r.get("optimised") or {}, r.get("baseline") or {}
+        met = r.get("met")
+        rows.append(
+            {
+                "benchmark": name,
+                "optimised": f"{opt['median']:.3g} {opt.get('unit', '')} ({opt.get('label', '')})" if opt else "",
+                "baseline": f"{base['median']:.3g} {base.get('unit', '')} ({base.get('label', '')})" if base else "",
+                "ratio": round(r["ratio"], 3) if isinstance(r.get("ratio"), int | float) else None,
+                "target": r.get("target") or "",
+                "status": r.get("reason", "skipped")
+                if r.get("status") == "skipped"
+                else ("met" if met else "NOT met" if met is False else "measured"),
+            }
+        )
+    return Table(
+        "Benchmarks (`virtue bench`: medians, optimised / baseline)",
+        pl.DataFrame(rows, infer_schema_length=None),
+        [rel(path, root)],
+        digits=3,
+    )
