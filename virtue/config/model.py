@@ -57,6 +57,14 @@ class ModelConfig(Section):
         None, description="the release's sam2_reducer_and_vlm_layer.pth (or its folder) loaded into the connector"
     )
     dtype: Literal["float32", "bfloat16"] = "float32"
+    sam_trainable: Literal["none", "decoder"] = Field(
+        "none",
+        description=(
+            "none: SAM-2 frozen (the paper). decoder: its prompt encoder and two-way transformer are trained "
+            "with the connector (Hiera encoder still frozen): deviates from the paper's freeze policy, the "
+            "fallback regime `virtue-e2e` (docs/research/pretraining.md)"
+        ),
+    )
 
     @field_validator("seg_tokens", "num_points")
     @classmethod
@@ -64,6 +72,12 @@ class ModelConfig(Section):
         if math.isqrt(value) ** 2 != value:
             raise ValueError("must be a square number")
         return value
+
+    @model_validator(mode="after")
+    def _sam_trainable_needs_sam(self):
+        if self.sam_trainable != "none" and self.variant != "virtue":
+            raise ValueError(f"sam_trainable {self.sam_trainable}: only the virtue variant has a SAM-2 stream")
+        return self
 
     @model_validator(mode="after")
     def _seg_tokens_fit(self):

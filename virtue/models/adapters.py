@@ -1,5 +1,6 @@
 """The freeze policy of the paper: SAM-2, the vision tower + merger and the token embeddings frozen; low-rank
-adapters (LoRA or DoRA) on the LLM and the connector trained."""
+adapters (LoRA or DoRA) on the LLM and the connector trained. The fallback regime (model.sam_trainable:
+decoder, not the paper's) also trains SAM-2's prompt encoder and two-way transformer."""
 
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ def apply_freeze_policy(embedder: Embedder, adapter: AdapterConfig) -> None:
             p.requires_grad_("lora_" in name)
     if embedder.connector is not None:
         embedder.connector.requires_grad_(True)
+    if embedder.train_sam_decoder:
+        for m in embedder.segmentation.decoder_modules():
+            m.requires_grad_(True)
+            m.float()  # buffers too (the prompt encoder's position code): it then computes in float32
     # Trained weights stay in float32 whatever the backbones' dtype (bf16 updates of small weights get lost).
     for p in embedder.parameters():
         if p.requires_grad:

@@ -86,6 +86,7 @@ def build_embedder(
             image_tokens=merged * merged,
             official_compat=cfg.official_compat,
             fingerprint_extra=settings,
+            train_sam_decoder=cfg.sam_trainable == "decoder",
         )
         torch.manual_seed(seed + 1)  # adapter init, likewise independent of the backbones' source
         apply_freeze_policy(embedder, cfg.adapter)

@@ -1,5 +1,7 @@
 """The embedder: [segmentation tokens; image tokens; text tokens] through Qwen2-VL's LLM, last real token,
-L2-normalised. Frozen parts (SAM-2, vision tower + merger) are split off so their outputs can be cached."""
+L2-normalised. Frozen parts (SAM-2, vision tower + merger) are split off so their outputs can be cached. With
+a trained SAM-2 decoder (the fallback regime, model.sam_trainable: decoder) the split moves to SAM-2's image
+embeddings: the prompt encoder and two-way transformer then run in `forward`, with gradients."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ class Embedder(nn.Module):
         image_tokens: int,
         official_compat: bool = False,
         fingerprint_extra: str = "",
+        train_sam_decoder: bool = False,
     ):
         super().__init__()
         if (segmentation is None) != (connector is None):
@@ -37,12 +40,15 @@ class Embedder(nn.Module):
         self.image_tokens = image_tokens  # per image: fixed by the square VLM input
         self.official_compat = official_compat
         self.fingerprint_extra = fingerprint_extra
+        self.train_sam_decoder = train_sam_decoder and segmentation is not None
 
     @property
     def dim(self) -> int:
         return int(self.vlm.config.text_config.hidden_size)
 
     def frozen_modules(self) -> list[nn.Module]:
+        """Modules whose (untrained) weights the frozen features depend on; with a trained SAM-2 decoder the
+        stream stays listed, its trained parameters are skipped by `frozen_fingerprint`."""
         mods: list[nn.Module] = [self.vlm.visual]
         if self.segmentation is not None:
             mods.append(self.segmentation)
@@ -52,6 +58,9 @@ class Embedder(nn.Module):
         super().train(mode)
         for m in self.frozen_modules():  # frozen parts always run as at inference
             m.eval()
+        if self.train_sam_decoder:  # no dropout in it: the mode changes no number, kept for consistency
+            for m in self.segmentation.decoder_modules():
+                m.train(mode)
         return self
 
     # ------------------------------------------------------------ frozen features
@@ -59,7 +68,9 @@ class Embedder(nn.Module):
     @torch.no_grad()
     def frozen_features(self, inputs: ModelInputs) -> dict[str, torch.Tensor]:
         """Per-row outputs of the frozen backbones: "vision" [B, T_img, D] (vision tower + merger) and, with a
-        segmentation stream, "seg" [B, C, h, w] (F_s). Rows without an image (or without a stream) are zeros."""
+        segmentation stream, "seg" [B, C, h, w] (F_s), or with a trained SAM-2 decoder "sam_embed"
+        [B, C, h, w] (SAM-2's image embeddings, the decoder's input). Rows without an image (or without a
+        stream) are zeros."""
         b = len(inputs)
         device = inputs.input_ids.device
         dtype = self.vlm.visual.get_dtype()
@@ -70,28 +81,44 @@ class Embedder(nn.Module):
             out["vision"][inputs.has_image] = torch.stack(list(feats)).to(dtype)  # [n_img, T_img, D]
         if self.segmentation is not None:
             seg = self.segmentation
-            fs = torch.zeros((b, seg.channels, seg.map_side, seg.map_side), device=device, dtype=dtype)
+            emb = torch.zeros((b, seg.channels, seg.map_side, seg.map_side), device=device, dtype=dtype)
             if inputs.sam_pixels is not None and len(inputs.sam_prompts):
-                emb = seg.image_embeddings(inputs.sam_pixels.to(dtype))  # [n_seg, C, h, w]
-                rows = torch.nonzero(inputs.has_seg).flatten()
-                groups: dict[tuple, list[int]] = defaultdict(list)
-                for j, p in enumerate(inputs.sam_prompts):
-                    groups[p.signature()].append(j)
-                # Prompts of one shape run together: padding a prompt would add tokens its row never sees.
-                for idx in groups.values():
-                    ps = [inputs.sam_prompts[j] for j in idx]
-                    pts = None if ps[0].points is None else torch.stack([p.points for p in ps]).to(dtype)
-                    lab = None if ps[0].labels is None else torch.stack([p.labels for p in ps])
-                    msk = None if ps[0].mask is None else torch.stack([p.mask for p in ps]).to(dtype)
-                    fs[rows[idx]] = seg(emb[idx], pts, lab, msk)
-            out["seg"] = fs
+                emb[inputs.has_seg] = seg.image_embeddings(inputs.sam_pixels.to(dtype))  # one image per prompt
+            if self.train_sam_decoder:
+                out["sam_embed"] = emb
+            else:
+                out["seg"] = self._seg_maps(inputs, emb)
         return out
 
+    def _seg_maps(self, inputs: ModelInputs, image_embed: torch.Tensor) -> torch.Tensor:
+        """image_embed [B, C, h, w] (SAM-2's image embeddings per row) -> F_s [B, C, h, w]; rows without a
+        prompt stay zeros. Runs in the decoder's dtype (float32 when it is trained)."""
+        seg = self.segmentation
+        dtype = seg.sam.mask_decoder.iou_token.weight.dtype
+        image_embed = image_embed.to(dtype)
+        fs = torch.zeros_like(image_embed)
+        rows = torch.nonzero(inputs.has_seg).flatten()
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for j, p in enumerate(inputs.sam_prompts):
+            groups[p.signature()].append(j)
+        # Prompts of one shape run together: padding a prompt would add tokens its row never sees.
+        for idx in groups.values():
+            ps = [inputs.sam_prompts[j] for j in idx]
+            pts = None if ps[0].points is None else torch.stack([p.points for p in ps]).to(dtype)
+            lab = None if ps[0].labels is None else torch.stack([p.labels for p in ps])
+            msk = None if ps[0].mask is None else torch.stack([p.mask for p in ps]).to(dtype)
+            fs[rows[idx]] = seg(image_embed[rows[idx]], pts, lab, msk)
+        return fs
+
     def frozen_fingerprint(self) -> str:
-        """Digest of everything the frozen features depend on (weights of the frozen modules + settings)."""
+        """Digest of everything the frozen features depend on (weights of the frozen modules + settings);
+        trained parameters inside them (a trained SAM-2 decoder) are left out: they change every step."""
         h = hashlib.sha256(self.fingerprint_extra.encode())
         for mod in self.frozen_modules():
+            trained = {n for n, p in mod.named_parameters(remove_duplicate=False) if p.requires_grad}
             for name, t in sorted(mod.state_dict().items()):
+                if name in trained:
+                    continue
                 h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
                 if t.device.type != "meta":
                     h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
@@ -127,7 +154,8 @@ class Embedder(nn.Module):
             vision = frozen["vision"][inputs.has_image].to(embeds.dtype)  # [n_img, T_img, D]
             embeds = embeds.masked_scatter(image_slots[..., None], vision.reshape(-1, embeds.shape[-1]))
         if self.connector is not None and bool(inputs.has_seg.any()):
-            seg_map = frozen["seg"][inputs.has_seg].to(self.connector.reduce.weight.dtype)  # [n_seg, C, h, w]
+            fs = self._seg_maps(inputs, frozen["sam_embed"]) if self.train_sam_decoder else frozen["seg"]
+            seg_map = fs[inputs.has_seg].to(self.connector.reduce.weight.dtype)  # [n_seg, C, h, w]
             tokens = self.connector(seg_map).to(embeds.dtype)  # [n_seg, |S|, D]
             embeds = embeds.masked_scatter(inputs.seg_slots[..., None], tokens.reshape(-1, embeds.shape[-1]))
         hidden = lm(

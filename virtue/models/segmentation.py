@@ -1,6 +1,7 @@
 """The segmentation stream: SAM-2's image encoder, then the mask decoder's two-way transformer with the
 prompt tokens; its image-side output (the "keys") is the prompt-conditioned map F_s. Masks, IoU and object
-heads and the upscaling path are not run."""
+heads and the upscaling path are not run. `decoder_modules` are the parts that run after the image encoder:
+the ones trained in the fallback regime (model.sam_trainable: decoder)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ class SegmentationStream(nn.Module):
     @property
     def mask_side(self) -> int:
         return int(self.sam.prompt_encoder.mask_input_size[0])
+
+    def decoder_modules(self) -> list[nn.Module]:
+        """Everything `forward` runs: the prompt encoder, the decoder's output tokens and two-way transformer
+        (not the mask / IoU / object heads, which F_s never reaches)."""
+        dec = self.sam.mask_decoder
+        return [self.sam.prompt_encoder, dec.obj_score_token, dec.iou_token, dec.mask_tokens, dec.transformer]
 
     def image_embeddings(self, pixels: torch.Tensor) -> torch.Tensor:
         # pixels: [N, 3, S, S] -> stride-16 map [N, C, S/16, S/16] plus the learned "no memory" embedding

@@ -67,8 +67,10 @@ def _optimizer(embedder: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
     named = [(n, p) for n, p in embedder.named_parameters() if p.requires_grad]
     if not named:
         raise UserError("model: nothing to train (every parameter is frozen)")
-    connector = [p for n, p in named if n.startswith("connector.")]
-    rest = [p for n, p in named if not n.startswith("connector.")]
+    # The fusion side (connector, and a trained SAM-2 decoder: newly trained, not adapted) has its own rate.
+    fusion = ("connector.", "segmentation.")
+    connector = [p for n, p in named if n.startswith(fusion)]
+    rest = [p for n, p in named if not n.startswith(fusion)]
     groups = [{"params": rest, "lr": tc.lr}]
     if connector:
         groups.append({"params": connector, "lr": tc.connector_lr or tc.lr})
@@ -250,7 +252,7 @@ def cache_settings(cfg: ExperimentConfig) -> str:
     m = cfg.model
     return (
         f"variant={m.variant};vlm={m.vlm_image_size};sam={m.sam_image_size};points={m.num_points};"
-        f"compat={m.official_compat};dtype={m.dtype}"
+        f"compat={m.official_compat};dtype={m.dtype};sam_trainable={m.sam_trainable}"
     )
 
 
