@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .workspace import copy_workspace, dvc, set_params
 
@@ -46,7 +47,8 @@ def test_full_run_then_noop_then_partial(ws):
     calls = repro(ws, bin_dir, log)
     assert kinds(calls) == ["data synth", "eval", "eval", "eval", "pretrain", "report", "train", "train", "train"]
     train = [c for c in calls if c.startswith("train")]
-    assert any("name=tiny-crop model.variant=crop" in c and "train.steps=600" in c for c in train)
+    steps = yaml.safe_load((ws / "params.yaml").read_text())["train"]["steps"]  # the shipped default
+    assert any("name=tiny-crop model.variant=crop" in c and f"train.steps={steps}" in c for c in train)
     assert all("launcher.kind=inprocess" in c for c in calls if c.split()[0] in ("pretrain", "train", "eval"))
     ev = next(c for c in calls if c.startswith("eval") and "variant=virtue" in c)
     assert "--checkpoint runs/tiny-virtue" in ev and "eval.output_dir=runs/eval/tiny-virtue" in ev
