@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..io import atomic_path, write_json
+from ..io import check_writable, write_json
 from ..paths import workspace_root
 from .common import BenchWorkspace, log
 
@@ -39,8 +39,7 @@ QUICK = Sizes(32, 4, 32, 8, 1, 2, 8, 1, 1, 32, 1)
 
 def run_bench(out: str | os.PathLike, *, quick: bool = False) -> dict:
     sizes = QUICK if quick else FULL
-    with atomic_path(out):  # fail now, not after minutes of measuring, if the output cannot be written
-        pass
+    check_writable(out)  # fail now, not after minutes of measuring; an earlier report stays as it is
     load_at_start = list(os.getloadavg())  # the machine is shared: the other load explains noisy timings
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the machine is shared: one thread keeps the timings comparable
