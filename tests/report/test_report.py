@@ -227,6 +227,12 @@ def test_bench_results_get_a_table(workspace):
             },
             "feature_cache_sweep": {"status": "measured", "ratio": 0.9377, "target": "<= 0.4", "met": False},
             "dvc_repro_noop": {"status": "skipped", "reason": "no dvc.lock"},
+            "dvc_repro_idle": {"status": "measured", "seconds": {"label": "nothing to do", "median": 1.8, "unit": "s"}},
+            "dvc_repro_stages": {
+                "status": "estimated",
+                "minutes": {"synth": None, "train": 1.2},
+                "total_minutes_after_first": 1.2,
+            },
         }
     }
     (reports / "bench.json").write_text(json.dumps(bench))
@@ -236,4 +242,6 @@ def test_bench_results_get_a_table(workspace):
     assert table["gradcache_memory"][0].startswith("131 MiB")
     assert table["feature_cache_sweep"][-1] == "NOT met"
     assert table["dvc_repro_noop"][-1] == "no dvc.lock"
+    assert table["dvc_repro_idle"][0] == "1.8 s (nothing to do)"
+    assert table["dvc_repro_stages"][0] == "1.2 min (train 1.2)"
     assert "reports/bench.json" in md

@@ -148,7 +148,12 @@ def bench_table(path: Path, data: dict, root: Path) -> Table | None:
         return None
     rows = []
     for name, r in results.items():
-        opt, base = r.get("optimised") or {}, r.get("baseline") or {}
+        # single measurements (a `seconds` side) and estimates (per-stage `minutes`) go in the first column
+        opt = r.get("optimised") or r.get("seconds") or {}
+        base = r.get("baseline") or {}
+        if not opt and isinstance(r.get("minutes"), dict):
+            shown = ", ".join(f"{k} {v:g}" for k, v in r["minutes"].items() if v is not None)
+            opt = {"median": r.get("total_minutes_after_first") or 0.0, "unit": "min", "label": shown}
         met = r.get("met")
         rows.append(
             {
@@ -159,7 +164,7 @@ def bench_table(path: Path, data: dict, root: Path) -> Table | None:
                 "target": r.get("target") or "",
                 "status": r.get("reason", "skipped")
                 if r.get("status") == "skipped"
-                else ("met" if met else "NOT met" if met is False else "measured"),
+                else ("met" if met else "NOT met" if met is False else r.get("status", "measured")),
             }
         )
     return Table(
