@@ -53,7 +53,7 @@ def test_dvc_repro_micro(tmp_path):
             "mmeb_eval_per_task": 4,
         },
         pretrain={"sam_steps": 2, "vlm_steps": 2},
-        train={"steps": 2},
+        train={"steps": 2, "batch_size": 8, "hard_negatives": 3},  # as micro.yaml: params.yaml overrides it
         eval={"batch_size": 16},
     )
     r = dvc(ws, "repro")
