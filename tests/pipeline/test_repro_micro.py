@@ -5,8 +5,6 @@ numbers equal the metrics files; `dvc status` is clean and a second `dvc repro` 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -23,14 +21,6 @@ eval: {batch_size: 16}
 """
 
 
-def missing_commands() -> list[str]:
-    helps = {
-        cmd: subprocess.run([sys.executable, "-m", "virtue.cli.main", *cmd.split(), "--help"], capture_output=True)
-        for cmd in ("data synth", "pretrain", "train", "eval", "report")
-    }
-    return [cmd for cmd, r in helps.items() if r.returncode != 0]
-
-
 def table_rows(md: str, title_start: str) -> dict[str, list[str]]:
     block = md.split(f"### {title_start}", 1)[1].split("Sources:", 1)[0]
     rows = [r for r in block.splitlines() if r.startswith("|") and not r.startswith("|---")]
@@ -38,9 +28,6 @@ def table_rows(md: str, title_start: str) -> dict[str, list[str]]:
 
 
 def test_dvc_repro_micro(tmp_path):
-    missing = missing_commands()
-    if missing:
-        pytest.skip(f"pipeline commands not available yet: {', '.join(missing)}")
     ws = copy_workspace(tmp_path / "ws")
     (ws / "experiments" / "micro.yaml").write_text(MICRO)
     set_params(
