@@ -9,7 +9,6 @@ The heads are thrown away after pre-training; only the SAM-2 weights are saved."
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..data.prompts import BOX_LABELS, POSITIVE, sample_points, to_frame
+from .pretrain_optim import PretrainOptimizer
 
 
 @dataclass(frozen=True)
@@ -213,11 +213,7 @@ def train_segmenter(
     dim = sam.config.mask_decoder_config.hidden_size
     heads = AppearanceHeads(dim, num_classes)
     params = [*sam.parameters(), *heads.parameters()]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    warmup = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1)))
-    )
+    optim = PretrainOptimizer(params, lr=lr, steps=steps)
     by_image: dict[int, list[int]] = {}
     for i, smp in enumerate(train_samples):
         by_image.setdefault(smp.image, []).append(i)
@@ -225,7 +221,6 @@ def train_segmenter(
     if not usable:
         raise ValueError(f"no training image has {per_image} objects")
     sam.train()
-    history: list[float] = []
     start = time.perf_counter()
     bar = tqdm(range(steps), desc="pretrain sam2", disable=None)
     for step in bar:
@@ -234,21 +229,13 @@ def train_segmenter(
         kind = prompts[step % len(prompts)]
         batch = [train_samples[i] for i in idx]
         loss, parts = segmentation_step(sam, tap, heads, batch, kind, rng, appearance_weight, per_image)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        history.append(loss.item())
-        bar.set_postfix(loss=f"{history[-1]:.3f}")
+        value = optim.step(loss)
+        bar.set_postfix(loss=f"{value:.3f}")
         if on_step is not None:
-            on_step(step, {"sam/loss": history[-1], **{f"sam/{k}": v for k, v in parts.items()}})
+            on_step(step, {"sam/loss": value, **{f"sam/{k}": v for k, v in parts.items()}})
     train_s = time.perf_counter() - start
     metrics: dict[str, float] = {"train_seconds": train_s, "steps": steps}
-    if history:
-        k = max(1, len(history) // 10)
-        metrics["loss_first"] = float(np.mean(history[:k]))
-        metrics["loss_last"] = float(np.mean(history[-k:]))
+    metrics.update(optim.loss_summary())
     for kind in ("box", "points"):
         for name, v in evaluate_segmentation(sam, tap, heads, eval_samples, kind, seed + 1).items():
             metrics[f"eval_{kind}_{name}"] = v

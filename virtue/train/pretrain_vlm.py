@@ -7,7 +7,6 @@ seen here are the ones the VIRTUE stage feeds the same weights."""
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -21,6 +20,7 @@ from transformers import Qwen2VLModel
 from ..data.types import Side
 from ..models.embedder import Embedder
 from ..models.processor import Processor
+from .pretrain_optim import PretrainOptimizer
 
 Encode = Callable[[Sequence[Side]], Tensor]  # sides -> [B, D] L2-normalised embeddings (with gradients)
 
@@ -67,12 +67,7 @@ def train_aligner(
     caption kind and timings."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    warmup = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1)))
-    )
-    history: list[float] = []
+    optim = PretrainOptimizer(params, lr=lr, steps=steps)
     start = time.perf_counter()
     bar = tqdm(range(steps), desc="pretrain qwen2vl", disable=None)
     for step in bar:
@@ -81,20 +76,12 @@ def train_aligner(
         img = encode([b[0] for b in batch])
         txt = encode([b[1] for b in batch])
         loss = clip_loss(img, txt, [b[1].text for b in batch], temperature)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        history.append(loss.item())
-        bar.set_postfix(loss=f"{history[-1]:.3f}")
+        value = optim.step(loss)
+        bar.set_postfix(loss=f"{value:.3f}")
         if on_step is not None:
-            on_step(step, {"vlm/loss": history[-1]})
+            on_step(step, {"vlm/loss": value})
     metrics: dict[str, float] = {"train_seconds": time.perf_counter() - start, "steps": steps}
-    if history:
-        k = max(1, len(history) // 10)
-        metrics["loss_first"] = float(np.mean(history[:k]))
-        metrics["loss_last"] = float(np.mean(history[-k:]))
+    metrics.update(optim.loss_summary())
     for kind, (images, captions) in eval_by_kind.items():
         for name, v in retrieval_at_1(encode, images, captions).items():
             metrics[f"eval_{kind}_{name}"] = v
