@@ -66,6 +66,17 @@ class ModelConfig(Section):
         ),
     )
 
+    sam_box_mask: bool = Field(
+        False,
+        description=(
+            "also give a box prompt to SAM-2 as a dense mask prompt (the box's rectangle, SAM's mask input), "
+            "next to its two corner points. The paper passes the box as corners only; a tiny SAM-2 trained "
+            "from scratch in the embedded default cannot learn to localise corner prompts within the CPU "
+            "budget (held-out mIoU 0.16 against 0.71 with this, docs/research/pretraining.md). Pre-training "
+            "uses the same setting"
+        ),
+    )
+
     @field_validator("seg_tokens", "num_points")
     @classmethod
     def _square(cls, value: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -205,6 +205,15 @@ def sam_pixels(image: Image.Image, size: int, *, double_norm: bool = False) -> t
         x = (x - np.array(CLIP_MEAN, np.float32)) / np.array(CLIP_STD, np.float32)
     x = (x - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
     return torch.from_numpy(x).permute(2, 0, 1).contiguous()
+
+
+def box_mask_logits(box: Sequence[float], width: int, height: int, side: int) -> torch.Tensor:
+    """[1, side, side] SAM dense-prompt input for a box (x1, y1, x2, y2 in original pixels): its rectangle,
+    in the same square frame as the image (model.sam_box_mask)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    rect = np.zeros((height, width), dtype=bool)
+    rect[max(int(np.floor(y1)), 0) : int(np.ceil(y2)), max(int(np.floor(x1)), 0) : int(np.ceil(x2))] = True
+    return mask_logits(rect, side)
 
 
 def mask_logits(mask: np.ndarray, side: int) -> torch.Tensor:

@@ -78,7 +78,10 @@ def build_embedder(
             _load_release(cfg, connector, root)
         vc = vlm.config.vision_config
         merged = cfg.vlm_image_size // (vc.patch_size * vc.spatial_merge_size)
-        settings = f"{cfg.variant}|{cfg.vlm_image_size}|{cfg.sam_image_size}|{cfg.num_points}|{cfg.official_compat}"
+        settings = (
+            f"{cfg.variant}|{cfg.vlm_image_size}|{cfg.sam_image_size}|{cfg.num_points}|{cfg.official_compat}"
+            f"|{cfg.sam_box_mask}"
+        )
         embedder = Embedder(
             vlm,
             segmentation,
@@ -105,6 +108,7 @@ def build_embedder(
         num_points=cfg.num_points,
         seg_position=cfg.seg_position,
         official_compat=cfg.official_compat,
+        sam_box_mask=cfg.sam_box_mask,
         padding_side=padding_side,
     )
     return embedder, processor

@@ -15,14 +15,15 @@ from PIL import Image
 from ..data.prompts import BOX_LABELS, VisualPrompt, grid_prompt, to_frame
 from ..data.types import Side
 from ..errors import UserError
-from .backbones import load_image, mask_logits, sam_pixels, vlm_image_processor
+from .backbones import box_mask_logits, load_image, mask_logits, sam_pixels, vlm_image_processor
 
 Variant = str  # "virtue" | "global" | "crop"
 
 
 @dataclass
 class SamPrompt:
-    """One prompt in SAM's input frame: points [k, 2] + labels [k] (a box is its two corners), or a mask."""
+    """One prompt in SAM's input frame: points [k, 2] + labels [k] (a box is its two corners), a mask, or
+    both (a box with model.sam_box_mask: its corners and its rectangle)."""
 
     points: torch.Tensor | None = None
     labels: torch.Tensor | None = None
@@ -97,6 +98,7 @@ class Processor:
         num_points: int,
         seg_position: str = "prefix",
         official_compat: bool = False,
+        sam_box_mask: bool = False,
         padding_side: str = "right",
         max_text_tokens: int = 256,
     ):
@@ -109,6 +111,7 @@ class Processor:
         self.num_points = num_points
         self.seg_position = seg_position
         self.official_compat = official_compat
+        self.sam_box_mask = sam_box_mask
         self.padding_side = padding_side
         self.max_text_tokens = max_text_tokens
         self.image_processor = vlm_image_processor(vision_config, vlm_image_size)
@@ -130,7 +133,10 @@ class Processor:
             xy, labels = np.asarray(prompt.points, np.float64), prompt.labels
         # Original pixels -> SAM's square input frame (the release skips this conversion).
         xy = xy if self.official_compat else to_frame(xy, (width, height), (s, s))
-        return SamPrompt(torch.tensor(xy, dtype=torch.float32), torch.tensor(labels, dtype=torch.int64))
+        dense = None
+        if prompt.kind == "box" and self.sam_box_mask:
+            dense = box_mask_logits(prompt.box, width, height, self.sam_mask_side)
+        return SamPrompt(torch.tensor(xy, dtype=torch.float32), torch.tensor(labels, dtype=torch.int64), dense)
 
     def __call__(self, sides: Sequence[Side]) -> ModelInputs:
         rows: list[list[int]] = []

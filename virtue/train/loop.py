@@ -252,7 +252,8 @@ def cache_settings(cfg: ExperimentConfig) -> str:
     m = cfg.model
     return (
         f"variant={m.variant};vlm={m.vlm_image_size};sam={m.sam_image_size};points={m.num_points};"
-        f"compat={m.official_compat};dtype={m.dtype};sam_trainable={m.sam_trainable}"
+        f"compat={m.official_compat};dtype={m.dtype};sam_trainable={m.sam_trainable};"
+        f"box_mask={m.sam_box_mask}"
     )
 
 

@@ -93,6 +93,7 @@ def pretrain(cfg: ExperimentConfig, *, tracker=None, root: Path | None = None) -
         appearance_weight=p.sam_appearance_weight,
         seed=p.seed,
         per_image=p.sam_prompts_per_image,
+        box_mask=cfg.model.sam_box_mask,
         on_step=lambda s, v: _log(tracker, s, v),
     )
     sam.save_pretrained(stage / "sam2")

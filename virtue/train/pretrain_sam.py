@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..data.prompts import BOX_LABELS, POSITIVE, sample_points, to_frame
+from ..models.backbones import box_mask_logits
 from .pretrain_optim import PretrainOptimizer
 
 
@@ -78,6 +79,15 @@ def reset_to_pytorch_init(sam: nn.Module) -> None:
             reset()
 
 
+def image_maps(sam: nn.Module, pixels: Tensor) -> list[Tensor]:
+    """SAM-2's image encoder with gradients (transformers' get_image_embeddings runs without): the FPN levels
+    as [B, C, h, w], the no-memory embedding added to the last, as Sam2Model.forward prepares them."""
+    fpn = list(sam.get_image_features(pixels, return_dict=True).fpn_hidden_states)
+    fpn[-1] = fpn[-1] + sam.no_memory_embedding
+    b = pixels.shape[0]
+    return [f.permute(1, 2, 0).view(b, -1, *size) for f, size in zip(fpn, sam.backbone_feature_sizes, strict=True)]
+
+
 def dice_loss(logits: Tensor, target: Tensor) -> Tensor:
     # logits, target: [B, h, w]
     p = logits.sigmoid().flatten(1)
@@ -86,21 +96,33 @@ def dice_loss(logits: Tensor, target: Tensor) -> Tensor:
 
 
 def _prompt_tensors(
-    batch: Sequence[SegSample], kind: str, side: int, rng: np.random.Generator, n_points: int
+    batch: Sequence[SegSample],
+    kind: str,
+    side: int,
+    rng: np.random.Generator | None,
+    n_points: int,
+    box_mask_side: int = 0,
 ) -> dict[str, Tensor]:
-    """SAM prompt arguments in its input frame. Boxes are jittered by up to 10% of their size, like a user."""
+    """SAM prompt arguments in its input frame. Boxes are jittered by up to 10% of their size, like a user
+    (rng None: the exact boxes). With box_mask_side > 0 a box also comes as its rectangle, a dense prompt
+    [B, 1, m, m], exactly as the embedder's processor gives it under model.sam_box_mask."""
     if kind == "box":
-        boxes = []
+        boxes, dense = [], []
         for s in batch:
             x1, y1, x2, y2 = s.box
             w, h = x2 - x1, y2 - y1
-            j = rng.uniform(-0.1, 0.1, size=4) * np.array([w, h, w, h])
+            j = np.zeros(4) if rng is None else rng.uniform(-0.1, 0.1, size=4) * np.array([w, h, w, h])
             xy = np.array([[x1 + j[0], y1 + j[1]], [x2 + j[2], y2 + j[3]]])
             xy = np.clip(xy, 0, np.array(s.size, dtype=np.float64))
             boxes.append(to_frame(xy, s.size, (side, side)).reshape(4))
+            if box_mask_side:
+                dense.append(box_mask_logits(xy.reshape(4), s.size[0], s.size[1], box_mask_side))
         # A box is its two corners labelled (2, 3), as the embedder's processor feeds it.
         pts = torch.tensor(np.stack(boxes), dtype=torch.float32).view(-1, 1, 2, 2)  # [B, 1, 2, 2]
-        return {"input_points": pts, "input_labels": torch.tensor(BOX_LABELS).expand(len(batch), 1, 2)}
+        out = {"input_points": pts, "input_labels": torch.tensor(BOX_LABELS).expand(len(batch), 1, 2)}
+        if dense:
+            out["input_masks"] = torch.stack(dense)  # [B, 1, m, m]
+        return out
     points = [to_frame(np.array(sample_points(s.mask, n_points, rng)), s.size, (side, side)) for s in batch]
     pts = torch.tensor(np.stack(points), dtype=torch.float32)[:, None]  # [B, 1, n, 2]
     labels = torch.full(pts.shape[:3], POSITIVE, dtype=torch.int64)
@@ -121,18 +143,19 @@ def segmentation_step(
     rng: np.random.Generator,
     appearance_weight: float,
     per_image: int = 1,
+    box_mask_side: int = 0,
 ) -> tuple[Tensor, dict[str, float]]:
     """`batch` holds P consecutive objects of each of B images: the image encoder runs once per image and
     the decoder once per object (SAM's point batch)."""
     side = batch[0].pixels.shape[-1]
     pixels = torch.stack([s.pixels for s in batch[::per_image]])  # [B, 3, S, S]
     n_points = int(rng.integers(1, 4))
-    prompts = {
-        k: v.reshape(len(pixels), per_image, *v.shape[2:])  # [B*P, 1, ...] -> [B, P, ...]
-        for k, v in _prompt_tensors(batch, kind, side, rng, n_points).items()
-    }
-    out = sam(pixel_values=pixels, multimask_output=False, **prompts)
-    logits = out.pred_masks.flatten(0, 1)[:, 0]  # [B*P, side/4, side/4], object order of `batch`
+    prompts = _prompt_tensors(batch, kind, side, rng, n_points, box_mask_side)
+    # The image encoder runs once per image; its maps are repeated for each of the image's P objects, so a
+    # dense prompt (one per object) fits SAM's batch: [B*P, 1, ...] prompts, [B*P, C, h, w] maps.
+    maps = [m.repeat_interleave(per_image, dim=0) for m in image_maps(sam, pixels)]
+    out = sam(image_embeddings=maps, multimask_output=False, **prompts)
+    logits = out.pred_masks[:, 0, 0]  # [B*P, side/4, side/4], object order of `batch`
     target = _mask_targets(batch, logits.shape[-1])
     mask_loss = F.binary_cross_entropy_with_logits(logits, target) + dice_loss(logits, target)
     attr = torch.tensor([s.attributes for s in batch], dtype=torch.int64)  # [B, A]
@@ -152,6 +175,7 @@ def evaluate_segmentation(
     kind: str,
     seed: int,
     batch_size: int = 64,
+    box_mask_side: int = 0,
 ) -> dict[str, float]:
     """mIoU of the single-mask output at the original resolution, and the heads' accuracy (a probe of how
     much of the object's appearance the image-side stream still carries)."""
@@ -167,10 +191,8 @@ def evaluate_segmentation(
         for i in range(0, len(samples), batch_size):
             batch = samples[i : i + batch_size]
             side = batch[0].pixels.shape[-1]
-            prompts = _prompt_tensors(batch, kind, side, rng, n_points=1)
-            if kind == "box":  # held-out boxes are the exact boxes
-                exact = [to_frame(np.array(s.box).reshape(2, 2), s.size, (side, side)) for s in batch]
-                prompts["input_points"] = torch.tensor(np.stack(exact), dtype=torch.float32)[:, None]
+            # Held-out boxes are the exact boxes.
+            prompts = _prompt_tensors(batch, kind, side, None if kind == "box" else rng, 1, box_mask_side)
             out = sam(pixel_values=torch.stack([s.pixels for s in batch]), multimask_output=False, **prompts)
             for s, lg in zip(batch, out.pred_masks[:, 0, 0], strict=True):
                 w, h = s.size
@@ -204,9 +226,12 @@ def train_segmenter(
     appearance_weight: float,
     seed: int,
     per_image: int = 1,
+    box_mask: bool = False,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, float]:
-    """Train `sam` in place; returns held-out metrics (mIoU per prompt kind, head accuracies) and timings."""
+    """Train `sam` in place; returns held-out metrics (mIoU per prompt kind, head accuracies) and timings.
+    box_mask: boxes also come as dense rectangle prompts (model.sam_box_mask)."""
+    box_mask_side = int(sam.prompt_encoder.mask_input_size[0]) if box_mask else 0
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     tap = KeysTap(sam)
@@ -228,7 +253,7 @@ def train_segmenter(
         idx = [j for i in images for j in rng.choice(usable[i], size=per_image, replace=False)]
         kind = prompts[step % len(prompts)]
         batch = [train_samples[i] for i in idx]
-        loss, parts = segmentation_step(sam, tap, heads, batch, kind, rng, appearance_weight, per_image)
+        loss, parts = segmentation_step(sam, tap, heads, batch, kind, rng, appearance_weight, per_image, box_mask_side)
         value = optim.step(loss)
         bar.set_postfix(loss=f"{value:.3f}")
         if on_step is not None:
@@ -237,7 +262,9 @@ def train_segmenter(
     metrics: dict[str, float] = {"train_seconds": train_s, "steps": steps}
     metrics.update(optim.loss_summary())
     for kind in ("box", "points"):
-        for name, v in evaluate_segmentation(sam, tap, heads, eval_samples, kind, seed + 1).items():
+        for name, v in evaluate_segmentation(
+            sam, tap, heads, eval_samples, kind, seed + 1, box_mask_side=box_mask_side
+        ).items():
             metrics[f"eval_{kind}_{name}"] = v
     tap.close()
     return metrics
