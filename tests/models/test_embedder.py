@@ -220,3 +220,24 @@ def test_cuda_matches_cpu(build, images):
     inputs = processor(_sides(images))
     with torch.no_grad():
         torch.testing.assert_close(gpu(inputs.to("cuda")).cpu(), cpu(inputs), atol=1e-4, rtol=1e-3)
+
+
+def test_box_mask_is_the_box_rectangle_in_sams_frame(tmp_path, build):
+    from PIL import Image
+
+    # A non-square image: the rectangle must be scaled per axis, like the corners (to_frame).
+    path = tmp_path / "wide.png"
+    Image.fromarray(np.zeros((64, 256, 3), np.uint8)).save(path)
+    _, plain = build()
+    embedder, processor = build(sam_box_mask=True)
+    side = Side("x", str(path), box_prompt(0, 0, 128, 32))  # left half, top half
+    assert plain([side]).sam_prompts[0].mask is None
+    prompt = processor([side]).sam_prompts[0]
+    torch.testing.assert_close(prompt.points, plain([side]).sam_prompts[0].points)  # corners unchanged
+    m = prompt.mask[0]  # [32, 32] logits in SAM's square frame
+    assert m.shape == (32, 32)
+    assert (m[:16, :16] > 0).all() and (m[16:, :] < 0).all() and (m[:, 16:] < 0).all()
+    with torch.no_grad():  # the rectangle conditions the segmentation map
+        on = embedder.frozen_features(processor([side]))["seg"]
+        off = embedder.frozen_features(plain([side]))["seg"]
+    assert (on - off).abs().max() > 1e-4
