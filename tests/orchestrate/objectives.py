@@ -54,3 +54,17 @@ def slow_quadratic(cfg, *, tracker=None) -> dict:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         ckpt.write_text(json.dumps({"next_step": step + 1}))
     return {**quadratic(cfg, tracker=tracker), "resumed_from": start}
+
+
+def quadratic_threads(cfg, *, tracker=None) -> dict:
+    """quadratic, plus the torch threads the trial process was given."""
+    import torch
+
+    return {**quadratic(cfg, tracker=tracker), "threads": torch.get_num_threads()}
+
+
+def flaky_quadratic(cfg, *, tracker=None) -> dict:
+    """quadratic, failing while $VIRTUE_TEST_FAIL is set (a fault outside the study's inputs)."""
+    if os.environ.get("VIRTUE_TEST_FAIL"):
+        raise RuntimeError("flaky: the node was not ready")
+    return quadratic(cfg, tracker=tracker)

@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from virtue.config import load_experiment
+from virtue.errors import UserError
 from virtue.orchestrate.study import load_study
 from virtue.orchestrate.sweep import run_sweep, storage_url
 from virtue.orchestrate.tracking import tracking_uri
@@ -83,12 +84,23 @@ def test_grid_is_deterministic_and_a_rerun_only_does_what_is_missing(workspace, 
 
 
 def test_a_failed_cell_is_reported_and_rerun_later(workspace, study_file, monkeypatch):
-    spec = load_study(study_file(metric="no.such.metric"))
+    spec = load_study(study_file(objective="flaky_quadratic"))
+    monkeypatch.setenv("VIRTUE_TEST_FAIL", "1")
     res = run_sweep(spec, executor="debug")
-    assert res.completed == 0 and len(res.failed) == 3 and "no.such.metric" in res.failed[0]
+    assert res.completed == 0 and len(res.failed) == 3 and "node was not ready" in res.failed[0]
     assert {t.state for t in load(spec).get_trials()} == {TrialState.FAIL}
-    good = load_study(study_file())  # the same study, fixed: failed cells are enqueued again
-    assert run_sweep(good, executor="debug").completed == 3
+    monkeypatch.delenv("VIRTUE_TEST_FAIL")  # the fault is gone: the failed cells are enqueued again
+    assert run_sweep(spec, executor="debug").completed == 3
+
+
+def test_a_study_whose_metric_changed_is_not_continued(workspace, study_file):
+    spec = load_study(study_file(metric="no.such.metric"))
+    assert run_sweep(spec, executor="debug").completed == 0
+    fixed = load_study(study_file())
+    with pytest.raises(UserError, match="changed: study"):
+        run_sweep(fixed, executor="debug")
+    assert run_sweep(fixed, executor="debug", restart_on_change=True).completed == 3
+    assert len(load(fixed).get_trials()) == 3  # the failed trials went with the old study
 
 
 def test_dead_worker_trial_is_reenqueued_and_reattaches_its_mlflow_run(workspace, study_file, tmp_path, importable):
@@ -123,12 +135,14 @@ def test_dead_worker_trial_is_reenqueued_and_reattaches_its_mlflow_run(workspace
 
 
 def test_local_executor_runs_trials_in_parallel_subprocesses(workspace, study_file, importable):
-    spec = load_study(study_file())
+    spec = load_study(study_file(objective="quadratic_threads"))
     res = run_sweep(spec, executor="local", workers=2)
     assert res.completed == 3 and not res.failed, res.failed
     trials = load(spec).get_trials()
     pids = {t.user_attrs["worker_pid"] for t in trials}
     assert os.getpid() not in pids and len(pids) == 3
+    # the machine's cores are split among the workers (one thread each on 2 cores)
+    assert {t.user_attrs["metrics"]["threads"] for t in trials} == {max(1, len(os.sched_getaffinity(0)) // 2)}
     assert [r["connector_depth"] for r in json.loads((workspace / "reports/sweeps/depth.json").read_text())["rows"]]
     _, runs = children(spec)
     assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}

@@ -15,6 +15,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="trials at once (Slurm: slurm_array_parallelism)")
     p.add_argument("--storage", help="Optuna storage: an RDB URL or a journal file (default: the study's journal)")
     p.add_argument("--seeds", type=int, help="repeats of each grid cell (default: the study's)")
+    p.add_argument("--trials", type=int, help="tpe studies: trials in total (default: the study's n_trials)")
+    p.add_argument("--experiment", help="base experiment of every trial (default: the study's)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="sets",
+        metavar="KEY=VALUE",
+        help="config override for every trial, after the study's own overrides (repeatable), e.g. train.steps=120",
+    )
+    p.add_argument("--threads", type=int, help="torch threads per trial (default: local: cores / workers)")
+    p.add_argument(
+        "--restart-on-change",
+        action="store_true",
+        help="discard the study's trials when its inputs changed (config, --set, backbones, data) instead of refusing",
+    )
     p.add_argument("--partition", help="Slurm partition (overrides the study's)")
     p.add_argument("--gpus", type=int, help="GPUs per node (overrides the study's)")
     p.add_argument("--time", type=int, dest="time_min", help="time limit per trial, minutes (overrides the study's)")
@@ -26,17 +42,53 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def apply_sets(spec, sets: list[str], experiment: str | None = None):
+    """The study with `--set` overrides appended to its own (so the cells' overrides still come last and the
+    ablated axis stays the axis) and, optionally, another base experiment. Each override is checked here,
+    so a bad key is one error before anything runs."""
+    from ..config import load_experiment
+    from ..errors import UserError
+
+    if experiment:
+        spec = spec.model_copy(update={"experiment": experiment})
+    axis_keys = {o.split("=", 1)[0] for c in spec.cells for o in c.overrides}
+    for text in sets:
+        key = text.split("=", 1)[0]
+        if key in axis_keys:
+            raise UserError(f"--set {text}: {key} is what the study's cells vary; it cannot be set for all of them")
+        try:
+            load_experiment(spec.experiment, [*spec.overrides, text])
+        except UserError as e:
+            raise UserError(f"--set {text}: {e}") from None
+    return spec.model_copy(update={"overrides": [*spec.overrides, *sets]})
+
+
 def run(args: argparse.Namespace) -> int:
     """Raises UserError on bad input; returns 1 when some trial failed."""
+    from ..errors import UserError
     from ..orchestrate.study import load_study
     from ..orchestrate.sweep import run_sweep
 
-    spec = load_study(args.study)
+    spec = apply_sets(load_study(args.study), args.sets, args.experiment)
     slurm = {k: v for k, v in (("partition", args.partition), ("gpus_per_node", args.gpus),
                                ("time_min", args.time_min)) if v is not None}  # fmt: skip
     if slurm:
         spec = spec.model_copy(update={"slurm": spec.slurm.model_copy(update=slurm)})
-    res = run_sweep(spec, executor=args.executor, workers=args.workers, storage=args.storage, seeds=args.seeds)
+    if args.trials is not None:
+        if args.trials < 1:
+            raise UserError(f"--trials {args.trials}: must be at least 1")
+        spec = spec.model_copy(update={"n_trials": args.trials})
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads {args.threads}: must be at least 1")
+    res = run_sweep(
+        spec,
+        executor=args.executor,
+        workers=args.workers,
+        storage=args.storage,
+        seeds=args.seeds,
+        threads=args.threads,
+        restart_on_change=args.restart_on_change,
+    )
     print(f"{res.study}: {res.completed} trials complete in {res.wall_s:.1f} s; report {res.report}")
     if res.requeued:
         print(f"re-enqueued trials left RUNNING by a dead worker: {res.requeued}")

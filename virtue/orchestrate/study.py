@@ -25,6 +25,14 @@ class Cell(Section):
     overrides: list[str] = Field(default_factory=list, description="dotted key=value overrides for this cell")
 
 
+class BackboneJob(Section):
+    """A backbone some cells need that the main pipeline does not make: the driver pre-trains it (SAM-2 only,
+    with the study's overrides, then these) into `path` before the trials, unless `path` already exists."""
+
+    path: str = Field(..., min_length=1, description="save_pretrained folder the cells point model.sam.path at")
+    overrides: list[str] = Field(default_factory=list, description="e.g. model.sam.arch=sam2-tiny-s")
+
+
 class SearchParam(Section):
     low: float | None = None
     high: float | None = None
@@ -57,6 +65,7 @@ class StudySpec(Section):
     direction: Literal["maximize", "minimize"] = "maximize"
     objective: str = Field("virtue.orchestrate.trial:run_trial", description="module:function(cfg, *, tracker)")
     sampler_seed: int = 0
+    backbones: list[BackboneJob] = Field(default_factory=list, description="pre-trained before the trials")
     slurm: LauncherConfig = Field(default_factory=lambda: LauncherConfig(kind="slurm", log_dir="runs/sweeps/logs"))
 
     @model_validator(mode="after")

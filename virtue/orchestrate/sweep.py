@@ -14,7 +14,9 @@ Only one driver per study should run at a time.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -28,6 +30,8 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..paths import workspace_root
+from .backbones import pretrain_backbones
+from .inputs import changed_inputs, record_inputs, study_inputs
 from .launcher import failure_reason, make_executor
 from .study import StudySpec, trial_config, trial_overrides
 from .sweep_report import write_report
@@ -154,7 +158,7 @@ def _suggest(trial, spec: StudySpec) -> dict[str, Any]:
     return params
 
 
-def _ask(study, spec: StudySpec, storage: str, executor: str, parent: str | None) -> TrialSpec:
+def _ask(study, spec: StudySpec, storage: str, executor: str, parent: str | None, threads: int | None) -> TrialSpec:
     from optuna.trial import TrialState
 
     trial = study.ask()
@@ -182,6 +186,7 @@ def _ask(study, spec: StudySpec, storage: str, executor: str, parent: str | None
         parent_run_id=parent,
         mlflow_run_id=trial.user_attrs.get("mlflow_run_id"),
         env=_worker_env(),
+        threads=threads,
     )
 
 
@@ -250,6 +255,44 @@ def _run_jobs(specs: list[TrialSpec], spec: StudySpec, executor: str, workers: i
     return failed
 
 
+def default_threads(spec: StudySpec, executor: str, workers: int) -> int | None:
+    if executor == "local":  # the trials share this machine: split its cores, no oversubscription
+        return max(1, len(os.sched_getaffinity(0)) // workers)
+    if executor == "slurm":
+        return spec.slurm.cpus_per_task
+    return None  # debug: this process, left as it is
+
+
+def cell_configs(spec: StudySpec) -> list:
+    """Every cell's resolved config (seed 0, a placeholder run folder): validates the study before anything
+    runs, and is what the study's results depend on."""
+    placeholder = Path("trial")
+    if spec.sampler == "grid":
+        return [trial_config(spec, trial_overrides(spec, {"cell": c.label}, 0, placeholder)) for c in spec.cells]
+    return [trial_config(spec, list(spec.overrides))]
+
+
+def check_inputs(spec: StudySpec, url: str, restart: bool) -> None:
+    """Continue only a study made from the same inputs; otherwise start it over (restart) or refuse."""
+    import optuna
+
+    sdir = sweep_dir(spec)
+    current = study_inputs(spec, cell_configs(spec), sdir)
+    changed = changed_inputs(sdir / "inputs.json", current)
+    if changed:
+        if not restart:
+            raise UserError(
+                f"{sdir}: its trials were made from other inputs (changed: {', '.join(changed)}); "
+                "pass --restart-on-change to discard them and start the study over"
+            )
+        warnings.warn(f"{spec.name}: inputs changed ({', '.join(changed)}): starting the study over", stacklevel=3)
+        if url != storage_url(spec, None):
+            with contextlib.suppress(KeyError):  # not in that storage yet
+                optuna.delete_study(study_name=spec.name, storage=open_storage(url))
+        shutil.rmtree(sdir)
+    record_inputs(sdir / "inputs.json", current)
+
+
 def run_sweep(
     spec: StudySpec,
     *,
@@ -257,7 +300,12 @@ def run_sweep(
     workers: int = 1,
     storage: str | None = None,
     seeds: int | None = None,
+    threads: int | None = None,
+    restart_on_change: bool = False,
 ) -> SweepResult:
+    """Run what is missing of a study. `threads`: torch threads per trial (default: local trials share this
+    machine's cores, a Slurm trial uses its cpus_per_task). A study whose inputs changed since its trials
+    ran (inputs.py) is discarded and started over with `restart_on_change`, else refused."""
     import optuna
     from optuna.trial import TrialState
 
@@ -266,9 +314,13 @@ def run_sweep(
     if workers < 1:
         raise UserError(f"--workers {workers}: must be at least 1")
     seeds = seeds or spec.seeds
+    threads = threads or default_threads(spec, executor, workers)
     start = time.monotonic()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage_url(spec, storage)
+    check_inputs(spec, url, restart_on_change)
+    if spec.backbones:
+        pretrain_backbones(spec, executor=executor, workers=workers, threads=threads, folder=sweep_dir(spec) / "logs")
     sampler = (
         optuna.samplers.TPESampler(seed=spec.sampler_seed)
         if spec.sampler == "tpe"
@@ -297,7 +349,7 @@ def run_sweep(
     if spec.sampler == "grid":
         enqueue_grid(study, spec, seeds)
         waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-        specs = [_ask(study, spec, url, executor, parent.run_id) for _ in range(waiting)]
+        specs = [_ask(study, spec, url, executor, parent.run_id, threads) for _ in range(waiting)]
         failed += _run_jobs(specs, spec, executor, workers, study)
     else:
         while True:
@@ -305,7 +357,7 @@ def run_sweep(
             left = spec.n_trials - len(study.get_trials(deepcopy=False, states=states))
             if left <= 0:
                 break
-            specs = [_ask(study, spec, url, executor, parent.run_id) for _ in range(min(workers, left))]
+            specs = [_ask(study, spec, url, executor, parent.run_id, threads) for _ in range(min(workers, left))]
             wave_failed = _run_jobs(specs, spec, executor, workers, study)
             failed += wave_failed
             if len(wave_failed) == len(specs):

@@ -32,6 +32,7 @@ class TrialSpec:
     parent_run_id: str | None = None
     mlflow_run_id: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    threads: int | None = None  # torch threads of the trial process (None: torch's default)
 
 
 def open_storage(url: str):
@@ -60,6 +61,10 @@ def run_one(t: TrialSpec) -> dict:
     from optuna.trial import TrialState
 
     os.environ.update(t.env)
+    if t.threads:
+        import torch
+
+        torch.set_num_threads(t.threads)
     storage = open_storage(t.storage)
     frozen = storage.get_trial(t.trial_id)
     if frozen.state == TrialState.COMPLETE:  # a requeue after the result was told: nothing to redo

@@ -1,0 +1,77 @@
+"""The sweep command line: `--set` overrides for every trial (the per-trial budget DVC passes from
+params.yaml), their validation, and a study that refuses to continue, or starts over, when its inputs changed."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+
+from virtue.cli.main import main
+from virtue.config import load_experiment
+from virtue.orchestrate.study import load_study
+from virtue.orchestrate.sweep import storage_url
+from virtue.orchestrate.worker import open_storage
+
+from . import objectives
+
+
+def values(workspace) -> dict[str, list[float]]:
+    rows = json.loads((workspace / "reports" / "sweeps" / "depth.json").read_text())["rows"]
+    return {r["connector_depth"]: r["values"] for r in rows}
+
+
+def expected(depth: int, lr: float) -> float:
+    cfg = load_experiment("micro", [f"model.connector_depth={depth}", f"train.lr={lr}", "train.seed=0"])
+    return objectives.quadratic(cfg)["score"]
+
+
+@pytest.mark.slow
+def test_set_reaches_every_trial_and_a_changed_study_restarts_only_when_asked(workspace, study_file, capsys):
+    path = str(study_file())
+    assert main(["sweep", "--study", path, "--executor", "debug", "--set", "train.lr=0.01"]) == 0
+    assert values(workspace) == {d: [pytest.approx(expected(int(d), 0.01))] for d in ("1", "2", "3")}
+    assert expected(2, 0.01) != expected(2, 1e-3)  # the override changed the numbers, not only the config
+
+    # the same study with another budget: the old trials answer another question
+    capsys.readouterr()
+    assert main(["sweep", "--study", path, "--executor", "debug", "--set", "train.lr=0.001"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "changed: configs" in err and "--restart-on-change" in err
+    restart = ["sweep", "--study", path, "--executor", "debug", "--set", "train.lr=0.001", "--restart-on-change"]
+    assert main(restart) == 0
+    assert values(workspace) == {d: [pytest.approx(expected(int(d), 0.001))] for d in ("1", "2", "3")}
+    spec = load_study(path)
+    assert len(optuna.load_study(study_name=spec.name, storage=open_storage(storage_url(spec, None))).trials) == 3
+
+    # unchanged inputs: the flag continues the study instead of discarding it
+    assert main([*restart, "--seeds", "2"]) == 0
+    assert len(optuna.load_study(study_name=spec.name, storage=open_storage(storage_url(spec, None))).trials) == 6
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.stepz=3", "--set train.stepz=3: .*train.stepz: unknown key"),
+        ("train.steps=many", "--set train.steps=many: .*valid integer"),
+        ("trainsteps", "--set trainsteps: .*expected dotted.key=value"),
+        ("model.connector_depth=2", "--set model.connector_depth=2: .*what the study's cells vary"),
+    ],
+)
+def test_bad_set_is_one_line_and_exit_2_before_anything_runs(workspace, study_file, capsys, override, message):
+    import re
+
+    path = str(study_file())
+    assert main(["sweep", "--study", path, "--executor", "debug", "--set", override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+    assert not (workspace / "runs" / "sweeps" / "depth").exists()  # nothing ran, no journal was made
+
+
+def test_set_is_checked_against_the_study_experiment(workspace, study_file):
+    from virtue.cli.sweep_cmd import apply_sets
+
+    spec = apply_sets(load_study(study_file()), ["train.steps=7", "train.warmup_steps=1"])
+    assert spec.overrides[-2:] == ["train.steps=7", "train.warmup_steps=1"]
+    assert spec.cells[0].overrides == ["model.connector_depth=1"]  # the cells still come last

@@ -1,0 +1,75 @@
+"""Backbones a study's cells need that the main pipeline does not make (sweeps/studies/sam_backbone.yaml:
+tiny SAM-2s of other capacities), pre-trained by the sweep driver before the trials.
+
+Only SAM-2 is trained: `virtue pretrain`'s own code with the VLM steps set to 0 and its (untrained) VLM
+written to a scratch folder beside the SAM-2, so the extra backbones get exactly the main SAM-2's recipe and
+budget (the study's overrides and --set, e.g. pretrain.sam_steps). metrics.json next to each holds its
+held-out mIoU."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import ExperimentConfig, load_experiment
+from ..paths import workspace_root
+from .study import BackboneJob, StudySpec
+
+# The VLM half of `virtue pretrain` is skipped: no steps, and the smallest held-out set its evaluation accepts.
+SAM_ONLY = ["pretrain.vlm_steps=0", "pretrain.vlm_eval_images=2"]
+
+
+def backbone_config(spec: StudySpec, job: BackboneJob) -> ExperimentConfig:
+    side = f"{job.path.rstrip('/')}-pretrain"
+    return load_experiment(
+        spec.experiment,
+        [
+            *spec.overrides,
+            *job.overrides,
+            *SAM_ONLY,
+            f"model.sam.path={job.path}",
+            f"model.vlm.path={side}/qwen2vl-untrained",
+            f"pretrain.output_dir={side}",
+        ],
+    )
+
+
+def missing_backbones(spec: StudySpec) -> list[BackboneJob]:
+    root = workspace_root()
+    return [b for b in spec.backbones if not (Path(b.path) if Path(b.path).is_absolute() else root / b.path).is_dir()]
+
+
+@dataclass(frozen=True)
+class BackboneTask:
+    """The unit the executor runs (picklable): pre-train one SAM-2 with `threads` torch threads."""
+
+    cfg: ExperimentConfig
+    threads: int | None = None
+
+    def __call__(self) -> dict:
+        import torch
+
+        from ..train.pretrain import pretrain
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        out = pretrain(self.cfg)
+        return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+
+
+def pretrain_backbones(spec: StudySpec, *, executor: str, workers: int, threads: int | None, folder: Path) -> None:
+    """Pre-train the study's missing backbones, `workers` at a time, where the trials would run."""
+    from .launcher import make_executor, wait
+
+    tasks = [BackboneTask(backbone_config(spec, b), threads) for b in missing_backbones(spec)]
+    if executor == "debug":
+        for task in tasks:
+            task()
+        return
+    launcher = spec.slurm if executor == "slurm" else spec.slurm.model_copy(update={"kind": "local"})
+    ex = make_executor(launcher, f"backbones-{spec.name}", folder=folder)
+    for i in range(0, len(tasks), workers):
+        jobs = [ex.submit(task) for task in tasks[i : i + workers]]
+        for task, job in zip(tasks[i : i + workers], jobs, strict=True):
+            wait(job, f"{spec.name}: pre-training {task.cfg.model.sam.path}")

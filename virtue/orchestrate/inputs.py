@@ -1,0 +1,70 @@
+"""What a study's results were made from, so that continuing a study never mixes trials of different inputs.
+
+A study continues from its Optuna storage (journal) and its trial folders. That is only right while the
+inputs are the same: the study definition, every cell's resolved config (which carries the per-trial budget
+given with --set), and the files the trials read (backbones and data). The driver keeps a digest of each in
+runs/sweeps/<study>/inputs.json and compares it before continuing; a change means the old trials answer a
+different question (e.g. `dvc repro` after the backbones were pre-trained again)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..config import ExperimentConfig
+from ..io import write_json
+from ..paths import workspace_root
+from .study import StudySpec
+
+# Fields that may change while a study continues: more seeds or trials add work, resources do not change values.
+_FREE_FIELDS = {"seeds", "n_trials", "slurm", "description"}
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _tree_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(q for q in folder.rglob("*") if q.is_file()):
+        h.update(p.relative_to(folder).as_posix().encode() + b"\0")
+        with p.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def read_paths(cfg: ExperimentConfig) -> list[str]:
+    """Local folders a trial reads its weights and data from (hub ids and unset paths are skipped)."""
+    paths = [cfg.model.sam.path, cfg.model.vlm.path, cfg.data.scar_dir, cfg.data.mmeb_dir]
+    return [p for p in paths if p]
+
+
+def study_inputs(spec: StudySpec, cfgs: list[ExperimentConfig], own_dir: Path) -> dict[str, str]:
+    """Digests of the study definition, the cells' configs and the files they read. Folders inside the
+    study's own directory (backbones it pre-trains itself) follow from the rest and are not hashed."""
+    root = workspace_root()
+    files: dict[str, str] = {}
+    for cfg in cfgs:
+        for rel in read_paths(cfg):
+            p = Path(rel) if Path(rel).is_absolute() else root / rel
+            if p.is_dir() and own_dir.resolve() not in p.resolve().parents and rel not in files:
+                files[rel] = _tree_digest(p)
+    return {
+        "study": _digest(spec.model_dump(mode="json", exclude=_FREE_FIELDS)),
+        "configs": _digest([cfg.model_dump(mode="json") for cfg in cfgs]),
+        "files": _digest(files),
+    }
+
+
+def changed_inputs(path: Path, current: dict[str, str]) -> list[str]:
+    """Which digests differ from those recorded at `path` (none when nothing was recorded yet)."""
+    if not path.is_file():
+        return []
+    old = json.loads(path.read_text(encoding="utf-8"))
+    return sorted(k for k in current if old.get(k) != current[k])
+
+
+def record_inputs(path: Path, current: dict[str, str]) -> None:
+    write_json(path, current)
