@@ -45,3 +45,23 @@ def test_pick_metric_reads_nested_keys_with_dots():
     assert pick_metric(m, "scar.overall.hit@1") == 0.5 and pick_metric(m, "a.b") == 2.0
     with pytest.raises(KeyError):
         pick_metric(m, "scar.overall.mrr")
+
+
+def test_sam_backbone_study_pretrains_the_sam2s_its_cells_load():
+    from virtue.orchestrate.backbones import backbone_config
+
+    spec = load_study("sam_backbone")
+    made = {}
+    for b in spec.backbones:
+        cfg = backbone_config(spec, b)
+        assert cfg.pretrain.vlm_steps == 0 and cfg.model.sam.path == b.path  # SAM-2 only, saved where asked
+        assert not cfg.model.vlm.path.startswith("runs/backbones")  # the main VLM is never overwritten
+        made[b.path] = cfg.model.sam.arch
+    used = {}
+    for c in spec.cells:
+        cfg = trial_config(spec, trial_overrides(spec, {"cell": c.label}, 0, Path("/t")))
+        if cfg.model.sam.path in made:
+            used[cfg.model.sam.path] = cfg.model.sam.arch
+    assert used == made == {p: a for p, a in made.items() if a in ("sam2-tiny-s", "sam2-tiny-l")} and len(made) == 2
+    untrained = trial_config(spec, trial_overrides(spec, {"cell": "untrained"}, 0, Path("/t")))
+    assert untrained.model.sam.path is None and untrained.model.sam.preset == "sam2-tiny"

@@ -1,7 +1,8 @@
 """A stand-in `virtue` command for testing the DVC wiring alone: `data synth`, `pretrain` and `train` write
 small outputs recording their arguments, `eval` writes real-format metrics with a deterministic encoder (its
-numbers depend on the variant and on the train steps it was given), `report` is the real command. Every call
-is appended to $FAKE_VIRTUE_LOG."""
+numbers depend on the variant and on the train steps it was given), `sweep` writes a real-format study summary
+(one row per cell of the real study file, numbers from its --set budget), `report` is the real command. Every
+call is appended to $FAKE_VIRTUE_LOG."""
 
 from __future__ import annotations
 
@@ -66,6 +67,28 @@ def fake_eval(args: list[str]) -> None:
     write(Path(o["eval.output_dir"]) / "config.yaml", json.dumps(o))
 
 
+def fake_sweep(args: list[str]) -> None:
+    from virtue.orchestrate.study import load_study
+
+    study = args[args.index("--study") + 1]
+    sets = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--set")
+    spec = load_study(study)
+    rows = []
+    labels = [c.label for c in spec.cells] or [f"t{i}" for i in range(int(args[args.index("--trials") + 1]))]
+    for k, label in enumerate(labels):
+        values = [
+            ((k + 1) * int(sets["train.steps"]) + seed) % 97 / 100
+            for seed in range(int(args[args.index("--seeds") + 1]))
+        ]
+        rows.append(
+            {spec.axis: label, "mean": sum(values) / len(values), "std": 0.0, "n": len(values), "values": values}
+        )
+    summary = {"study": spec.name, "axis": spec.axis, "metric": spec.metric, "sampler": spec.sampler, "rows": rows}
+    write(Path("reports/sweeps") / f"{spec.name}.json", json.dumps(summary))
+    write(Path("reports/sweeps") / f"{spec.name}.png", "not a png")
+    write(Path("runs/sweeps") / spec.name / "args.json", json.dumps(args))
+
+
 def main(argv: list[str]) -> int:
     with open(os.environ["FAKE_VIRTUE_LOG"], "a") as log:
         log.write(" ".join(argv) + "\n")
@@ -81,6 +104,8 @@ def main(argv: list[str]) -> int:
         write(run / "metrics.jsonl", "".join(json.dumps({"step": s, "loss": 2.0 / (s + 1)}) + "\n" for s in range(3)))
     elif argv[0] == "eval":
         fake_eval(argv)
+    elif argv[0] == "sweep":
+        fake_sweep(argv)
     elif argv[0] == "report":
         return real_main(argv)
     else:

@@ -45,7 +45,9 @@ def kinds(calls: list[str]) -> list[str]:
 def test_full_run_then_noop_then_partial(ws):
     ws, bin_dir, log = ws
     calls = repro(ws, bin_dir, log)
-    assert kinds(calls) == ["data synth", "eval", "eval", "eval", "pretrain", "report", "train", "train", "train"]
+    studies = yaml.safe_load((ws / "params.yaml").read_text())["sweeps"]["studies"]
+    main_path = ["data synth", "eval", "eval", "eval", "pretrain", "report"]
+    assert kinds(calls) == main_path + ["sweep"] * len(studies) + ["train", "train", "train"]
     train = [c for c in calls if c.startswith("train")]
     steps = yaml.safe_load((ws / "params.yaml").read_text())["train"]["steps"]  # the shipped default
     assert any("name=tiny-crop model.variant=crop" in c and f"train.steps={steps}" in c for c in train)
@@ -63,6 +65,18 @@ def test_full_run_then_noop_then_partial(ws):
     assert row.split("|")[-4].strip() == f"{100 * m['scar']['overall']['hit@1']:.1f}"  # Overall column
     assert (ws / "reports/index.html").is_file() and (ws / "reports/plots/training_curves.png").is_file()
 
+    # a sweep stage per study, its budget from params.yaml; the report shows each study's summary
+    sweeps = yaml.safe_load((ws / "params.yaml").read_text())["sweeps"]
+    sw = [c for c in calls if c.startswith("sweep")]
+    assert sorted(c.split("--study ")[1].split()[0] for c in sw) == sorted(studies)
+    assert all(f"--set train.steps={sweeps['steps']}" in c and "--restart-on-change" in c for c in sw)
+    assert all(f"--workers {sweeps['workers']} --seeds {sweeps['seeds']}" in c for c in sw)
+    for study in studies:
+        summary = json.loads((ws / "reports" / "sweeps" / f"{study}.json").read_text())
+        assert f"### Sweep study `{study}`" in md
+        assert f"| {summary['rows'][0][summary['axis']]} | {summary['rows'][0]['mean']:.3f} |" in md
+        assert f"reports/sweeps/{study}.json" in shown.stdout  # dvc metrics show reads the summaries too
+
     # nothing changed: nothing runs, status clean
     assert repro(ws, bin_dir, log) == []
     st = dvc(ws, "status", path_first=bin_dir)
@@ -75,6 +89,12 @@ def test_full_run_then_noop_then_partial(ws):
     assert all("train.steps=7" in c for c in calls if c.startswith("train"))
     diff = dvc(ws, "params", "diff", "--json")
     assert diff.returncode == 0 and '"train.steps"' in diff.stdout, diff.stdout
+
+    # the sweeps' budget: only the sweep stages and the report rerun
+    set_params(ws, sweeps={"steps": 5})
+    calls = repro(ws, bin_dir, log)
+    assert kinds(calls) == ["report"] + ["sweep"] * len(studies)
+    assert all("--set train.steps=5" in c for c in calls if c.startswith("sweep"))
 
     # plots render from the report's outputs
     plots = dvc(ws, "plots", "show", "-o", str(ws.parent / "plots-html"))

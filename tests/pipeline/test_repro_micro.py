@@ -1,6 +1,7 @@
 """The whole pipeline with the real commands on a micro configuration, in a temporary copy of the workspace:
-`dvc repro` builds data, backbones, three trained variants, their evaluations and the report; the report's
-numbers equal the metrics files; `dvc status` is clean and a second `dvc repro` does nothing."""
+`dvc repro` builds data, backbones, three trained variants, their evaluations, one micro sweep study (real
+trials in local subprocesses) and the report; the report's numbers equal the metrics files and the study's
+summary equals its trials' own evaluations; `dvc status` is clean and a second `dvc repro` does nothing."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def test_dvc_repro_micro(tmp_path):
         pretrain={"sam_steps": 2, "vlm_steps": 2},
         train={"steps": 2, "batch_size": 8, "hard_negatives": 3},  # as micro.yaml: params.yaml overrides it
         eval={"batch_size": 16},
+        sweeps={"studies": ["connector_depth"], "steps": 2, "warmup_steps": 0, "seeds": 1, "trials": 1, "workers": 2},
     )
     r = dvc(ws, "repro")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -57,6 +59,19 @@ def test_dvc_repro_micro(tmp_path):
         assert (ws / "runs" / "eval" / f"micro-{variant}" / "predictions.parquet").is_file()
         assert list((ws / "runs" / "eval" / f"micro-{variant}" / "scar").glob("*_score.json"))
     assert "base64," in (ws / "reports" / "index.html").read_text()
+
+    # the sweep stage: one trial per cell, trained and evaluated for real; summary = trials = report
+    summary = json.loads((ws / "reports" / "sweeps" / "connector_depth.json").read_text())
+    assert summary["completed_trials"] == 3 and summary["failed_trials"] == 0
+    sweep = table_rows(md, "Sweep study `connector_depth`")
+    for row in summary["rows"]:
+        trial = ws / "runs" / "sweeps" / "connector_depth" / "trials" / f"{row['connector_depth']}-s0"
+        m = json.loads((trial / "eval" / "metrics.json").read_text())
+        assert row["values"] == [m["scar"]["overall"]["hit@1"]] and row["mean"] == m["scar"]["overall"]["hit@1"]
+        assert sweep[row["connector_depth"]][0] == f"{row['mean']:.3f}"
+        cfg = (trial / "config.yaml").read_text()  # the budget from params.yaml reached the trial
+        assert "steps: 2\n" in cfg and f"connector_depth: {row['connector_depth']}\n" in cfg
+    assert (ws / "reports" / "sweeps" / "connector_depth.png").stat().st_size > 1000
 
     st = dvc(ws, "status")
     assert st.returncode == 0 and "up to date" in st.stdout, st.stdout
