@@ -82,7 +82,7 @@ _QWEN2VL: dict[str, dict[str, Any]] = {
 # for the paper's models (the connector reads 256 channels) and smaller for the tiny ones.
 _SAM2: dict[str, dict[str, Any]] = {
     "sam2-tiny-s": dict(
-        hiera=dict(hidden_size=16, blocks=[1, 1, 1, 1], heads=[1, 1, 2, 2], windows=[4, 4, 4, 4], glob=[2], bkg=[4, 4]),
+        hiera=dict(hidden_size=16, blocks=[1, 1, 2, 1], heads=[1, 1, 2, 2], windows=[4, 4, 4, 4], glob=[3], bkg=[4, 4]),
         fpn=32,
         decoder=dict(mlp_dim=64, num_attention_heads=2, num_hidden_layers=1, iou_head_hidden_dim=32),
     ),

@@ -22,14 +22,19 @@ SAM_ONLY = ["pretrain.vlm_steps=0", "pretrain.vlm_eval_images=2"]
 
 def backbone_config(spec: StudySpec, job: BackboneJob) -> ExperimentConfig:
     side = f"{job.path.rstrip('/')}-pretrain"
+    overrides = [*spec.overrides, *job.overrides, *SAM_ONLY]
+    vlm = load_experiment(spec.experiment, overrides).model.vlm
+    # `virtue pretrain` builds a VLM too: the experiment's own architecture, saved in the scratch folder
+    arch = vlm.arch or vlm.preset or "qwen2vl-tiny"
     return load_experiment(
         spec.experiment,
         [
-            *spec.overrides,
-            *job.overrides,
-            *SAM_ONLY,
+            *overrides,
             f"model.sam.path={job.path}",
+            "model.sam.preset=null",
             f"model.vlm.path={side}/qwen2vl-untrained",
+            "model.vlm.preset=null",
+            f"model.vlm.arch={arch}",
             f"pretrain.output_dir={side}",
         ],
     )
