@@ -75,3 +75,17 @@ def test_set_is_checked_against_the_study_experiment(workspace, study_file):
     spec = apply_sets(load_study(study_file()), ["train.steps=7", "train.warmup_steps=1"])
     assert spec.overrides[-2:] == ["train.steps=7", "train.warmup_steps=1"]
     assert spec.cells[0].overrides == ["model.connector_depth=1"]  # the cells still come last
+
+
+def test_a_study_is_not_continued_on_other_data(workspace, study_file, capsys):
+    from virtue.config import ExperimentConfig
+
+    data = workspace / ExperimentConfig(name="m").data.scar_dir
+    data.mkdir(parents=True)
+    (data / "train.jsonl").write_text('{"q": 1}\n')
+    path = str(study_file())
+    assert main(["sweep", "--study", path, "--executor", "debug"]) == 0
+    (data / "train.jsonl").write_text('{"q": 2}\n')  # regenerated data: the trials no longer describe it
+    capsys.readouterr()
+    assert main(["sweep", "--study", path, "--executor", "debug"]) == 2
+    assert "changed: files" in capsys.readouterr().err

@@ -2,7 +2,8 @@
 
 A study continues from its Optuna storage (journal) and its trial folders. That is only right while the
 inputs are the same: the study definition, every cell's resolved config (which carries the per-trial budget
-given with --set), and the files the trials read (backbones and data). The driver keeps a digest of each in
+given with --set), the files the trials read (backbones and data) and the code that trains and evaluates
+them (the sweep driver's own code does not count). The driver keeps a digest of each in
 runs/sweeps/<study>/inputs.json and compares it before continuing; a change means the old trials answer a
 different question (e.g. `dvc repro` after the backbones were pre-trained again)."""
 
@@ -17,6 +18,9 @@ from ..io import write_json
 from ..paths import workspace_root
 from .study import StudySpec
 
+# The packages whose code decides a trial's numbers.
+_TRIAL_CODE = ("config", "data", "models", "train", "eval")
+
 # Fields that may change while a study continues: more seeds or trials add work, resources do not change values.
 _FREE_FIELDS = {"seeds", "n_trials", "slurm", "description"}
 
@@ -25,9 +29,9 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _tree_digest(folder: Path) -> str:
+def _tree_digest(folder: Path, pattern: str = "*") -> str:
     h = hashlib.sha256()
-    for p in sorted(q for q in folder.rglob("*") if q.is_file()):
+    for p in sorted(q for q in folder.rglob(pattern) if q.is_file()):
         h.update(p.relative_to(folder).as_posix().encode() + b"\0")
         with p.open("rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -51,7 +55,10 @@ def study_inputs(spec: StudySpec, cfgs: list[ExperimentConfig], own_dir: Path) -
             p = Path(rel) if Path(rel).is_absolute() else root / rel
             if p.is_dir() and own_dir.resolve() not in p.resolve().parents and rel not in files:
                 files[rel] = _tree_digest(p)
+    package = Path(__file__).resolve().parents[1]
+    code = {name: _tree_digest(package / name, "*.py") for name in _TRIAL_CODE}
     return {
+        "code": _digest(code),
         "study": _digest(spec.model_dump(mode="json", exclude=_FREE_FIELDS)),
         "configs": _digest([cfg.model_dump(mode="json") for cfg in cfgs]),
         "files": _digest(files),
