@@ -137,3 +137,21 @@ def test_sam_from_scratch_init(tmp_path: Path):
     reset_to_pytorch_init(sam)
     assert torch.equal(image_pe, prompt_pe)  # buffers are not touched by the re-init
     assert _mask_logit_scale(sam) > 100 * before
+
+
+def test_attribute_cells_label_each_grid_cell_by_its_main_object():
+    import numpy as np
+
+    from virtue.train.pretrain_data import attribute_cells
+
+    a = np.zeros((64, 64), bool)
+    a[0:16, 0:24] = True  # all of cell (0, 0), half of cell (0, 1)
+    b = np.zeros((64, 64), bool)
+    b[0:16, 28:32] = True  # a quarter of cell (0, 1): less than a
+    b[40:42, 40:48] = True  # 1/16 of cell (2, 2): below the cover threshold
+    cells = attribute_cells([a, b], [(1, 2), (5, 6)], side=4)
+    assert cells.shape == (2, 4, 4)
+    assert cells[:, 0, 0].tolist() == [1, 2]
+    assert cells[:, 0, 1].tolist() == [1, 2]  # a covers more of it than b
+    assert (cells[:, 2, 2] == -100).all() and (cells[:, 3, 3] == -100).all()
+    assert (cells >= 0).sum() == 4  # two cells x two attributes

@@ -53,6 +53,12 @@ class PretrainConfig(Section):
         "detached features as a probe. Weight 1 stops the tiny SAM-2 from learning to segment (held-out box "
         "mIoU 0.16 against 0.65 at 300 steps, docs/research/pretraining.md)",
     )
+    sam_dense_weight: float = Field(
+        1.0,
+        ge=0,
+        description="weight of per-location colour/shape/size heads on SAM-2's stride-16 image embedding (the "
+        "map F_s is computed from); 0 = the heads train on detached maps as a probe",
+    )
     sam_prompts_per_image: int = Field(
         2, ge=1, description="objects prompted per image in a batch (the image encoder runs once per image)"
     )

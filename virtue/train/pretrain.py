@@ -94,6 +94,7 @@ def pretrain(cfg: ExperimentConfig, *, tracker=None, root: Path | None = None) -
         seed=p.seed,
         per_image=p.sam_prompts_per_image,
         box_mask=cfg.model.sam_box_mask,
+        dense_weight=p.sam_dense_weight,
         on_step=lambda s, v: _log(tracker, s, v),
     )
     sam.save_pretrained(stage / "sam2")

@@ -69,14 +69,49 @@ def attribute_classes() -> dict[str, tuple[str, ...]]:
 def segmentation_samples(
     scenes: Sequence[SceneImage], sam_size: int, classes: dict[str, tuple[str, ...]]
 ) -> list[SegSample]:
-    """One sample per object; each image is decoded and resized once."""
+    """One sample per object; each image is decoded and resized once. Every sample also carries its image's
+    attribute map on SAM-2's stride-16 grid (`attribute_cells`)."""
     out = []
     for i, sc in enumerate(scenes):
         pixels = sam_pixels(load_image(sc.image), sam_size)
-        for o in sc.objects:
-            attrs = tuple(classes[a].index(getattr(o.desc, a)) for a in ATTRIBUTES)
-            out.append(SegSample(pixels, o.mask, o.box, sc.size, attrs, image=i))
+        attrs = [tuple(classes[a].index(getattr(o.desc, a)) for a in ATTRIBUTES) for o in sc.objects]
+        cells = attribute_cells([o.mask for o in sc.objects], attrs, sam_size // 16)
+        for o, a in zip(sc.objects, attrs, strict=True):
+            out.append(SegSample(pixels, o.mask, o.box, sc.size, a, image=i, cells=cells))
     return out
+
+
+def attribute_cells(
+    masks: Sequence[np.ndarray], attrs: Sequence[tuple[int, ...]], side: int, min_cover: float = 0.25
+) -> np.ndarray:
+    """[A, side, side] class ids of the object that covers most of each grid cell (masks resized to the grid
+    by area); -100 (ignored by the loss) where no object covers `min_cover` of the cell."""
+    n_attr = len(attrs[0]) if attrs else 0
+    out = np.full((n_attr, side, side), -100, dtype=np.int64)
+    if not masks:
+        return out
+    h, w = masks[0].shape
+    cover = np.stack([_area_resize(m.astype(np.float32), side) for m in masks])  # [O, side, side]
+    best = cover.argmax(0)
+    keep = cover.max(0) >= min_cover
+    table = np.asarray(attrs, dtype=np.int64)  # [O, A]
+    for k in range(n_attr):
+        out[k][keep] = table[best[keep], k]
+    return out
+
+
+def _area_resize(mask: np.ndarray, side: int) -> np.ndarray:
+    """Mean of `mask` over each cell of a side x side grid (edges by fractional overlap)."""
+    h, w = mask.shape
+    ys, xs = np.linspace(0, h, side + 1), np.linspace(0, w, side + 1)
+
+    def weights(edges: np.ndarray, n: int) -> np.ndarray:  # [side, n] overlap of cell i with pixel j
+        pix = np.arange(n)
+        lo, hi = edges[:-1, None], edges[1:, None]
+        return np.clip(np.minimum(hi, pix + 1) - np.maximum(lo, pix), 0, None)
+
+    wy, wx = weights(ys, h), weights(xs, w)
+    return (wy @ mask @ wx.T) / (wy.sum(1)[:, None] * wx.sum(1)[None, :])
 
 
 # ---------------------------------------------------------------- captions

@@ -34,6 +34,7 @@ class SegSample:
     size: tuple[int, int]  # original (width, height)
     attributes: tuple[int, ...]  # one class id per attribute head
     image: int = 0  # samples with the same index share the image (and its encoder pass)
+    cells: np.ndarray | None = None  # [A, h, w] attribute ids of the image on SAM-2's stride-16 grid, -100 = none
 
 
 class AppearanceHeads(nn.Module):
@@ -49,6 +50,25 @@ class AppearanceHeads(nn.Module):
         # keys: [B, T, C] -> one [B, n_k] logit tensor per attribute
         pooled = self.norm(keys.mean(dim=1))
         return [head(pooled) for head in self.heads]
+
+
+class DenseHeads(nn.Module):
+    """Per-location attribute classifiers (a 1x1 convolution per attribute) on SAM-2's stride-16 image
+    embedding: they make the frozen map carry what is at each place, which F_s keeps where the prompt is."""
+
+    def __init__(self, dim: int, num_classes: dict[str, int]):
+        super().__init__()
+        self.names = list(num_classes)
+        self.heads = nn.ModuleList(nn.Conv2d(dim, n, kernel_size=1) for n in num_classes.values())
+
+    def forward(self, maps: Tensor) -> list[Tensor]:
+        # maps: [B, C, h, w] -> one [B, n_k, h, w] logit map per attribute
+        return [head(maps) for head in self.heads]
+
+    def loss(self, maps: Tensor, cells: Tensor) -> Tensor:
+        # cells: [B, A, h, w] class ids, -100 where no object
+        losses = [F.cross_entropy(lg, cells[:, k], ignore_index=-100) for k, lg in enumerate(self(maps))]
+        return torch.stack(losses).nan_to_num(0.0).mean()  # an image without objects gives NaN: no signal
 
 
 class KeysTap:
@@ -144,6 +164,8 @@ def segmentation_step(
     appearance_weight: float,
     per_image: int = 1,
     box_mask_side: int = 0,
+    dense: DenseHeads | None = None,
+    dense_weight: float = 0.0,
 ) -> tuple[Tensor, dict[str, float]]:
     """`batch` holds P consecutive objects of each of B images: the image encoder runs once per image and
     the decoder once per object (SAM's point batch)."""
@@ -153,7 +175,8 @@ def segmentation_step(
     prompts = _prompt_tensors(batch, kind, side, rng, n_points, box_mask_side)
     # The image encoder runs once per image; its maps are repeated for each of the image's P objects, so a
     # dense prompt (one per object) fits SAM's batch: [B*P, 1, ...] prompts, [B*P, C, h, w] maps.
-    maps = [m.repeat_interleave(per_image, dim=0) for m in image_maps(sam, pixels)]
+    per_image_maps = image_maps(sam, pixels)
+    maps = [m.repeat_interleave(per_image, dim=0) for m in per_image_maps]
     out = sam(image_embeddings=maps, multimask_output=False, **prompts)
     logits = out.pred_masks[:, 0, 0]  # [B*P, side/4, side/4], object order of `batch`
     target = _mask_targets(batch, logits.shape[-1])
@@ -163,7 +186,14 @@ def segmentation_step(
     head_logits = heads(tap.keys if appearance_weight > 0 else tap.keys.detach())
     app_loss = sum(F.cross_entropy(lg, attr[:, i]) for i, lg in enumerate(head_logits)) / max(len(head_logits), 1)
     loss = mask_loss + (appearance_weight if appearance_weight > 0 else 1.0) * app_loss
-    return loss, {"mask_loss": mask_loss.item(), "appearance_loss": float(app_loss.detach())}
+    parts = {"mask_loss": mask_loss.item(), "appearance_loss": float(app_loss.detach())}
+    if dense is not None:  # the same rule: weight 0 trains the per-location heads as a probe
+        cells = torch.from_numpy(np.stack([s.cells for s in batch[::per_image]]))  # [B, A, h, w]
+        emb = per_image_maps[-1]
+        dense_loss = dense.loss(emb if dense_weight > 0 else emb.detach(), cells)
+        loss = loss + (dense_weight if dense_weight > 0 else 1.0) * dense_loss
+        parts["dense_loss"] = float(dense_loss.detach())
+    return loss, parts
 
 
 @torch.no_grad()
@@ -176,6 +206,7 @@ def evaluate_segmentation(
     seed: int,
     batch_size: int = 64,
     box_mask_side: int = 0,
+    dense: DenseHeads | None = None,
 ) -> dict[str, float]:
     """mIoU of the single-mask output at the original resolution, and the heads' accuracy (a probe of how
     much of the object's appearance the image-side stream still carries)."""
@@ -187,6 +218,7 @@ def evaluate_segmentation(
     rng = np.random.default_rng(seed)
     ious: list[float] = []
     correct = np.zeros(len(samples[0].attributes)) if samples else np.zeros(0)
+    dense_hits, dense_total = np.zeros_like(correct), np.zeros_like(correct)
     try:
         for i in range(0, len(samples), batch_size):
             batch = samples[i : i + batch_size]
@@ -203,14 +235,25 @@ def evaluate_segmentation(
             attr = torch.tensor([s.attributes for s in batch])
             for k, lg in enumerate(heads(tap.keys)):
                 correct[k] += (lg.argmax(-1) == attr[:, k]).sum().item()
+            if dense is not None:
+                cells = torch.from_numpy(np.stack([s.cells for s in batch]))  # [b, A, h, w]
+                for k, lg in enumerate(dense(out.image_embeddings[-1])):
+                    valid = cells[:, k] >= 0
+                    dense_hits[k] += (lg.argmax(1) == cells[:, k])[valid].sum().item()
+                    dense_total[k] += valid.sum().item()
     finally:
         sam.mask_decoder.dynamic_multimask_via_stability = dynamic
         sam.train(was_training)
     n = max(len(samples), 1)
-    return {
+    out = {
         "miou": float(np.mean(ious)) if ious else 0.0,
         **{f"{a}_acc": c / n for a, c in zip(heads.names, correct, strict=True)},
     }
+    if dense is not None:  # per-location accuracy on the image embedding, over cells that hold an object
+        out.update(
+            {f"{a}_cell_acc": h / max(t, 1) for a, h, t in zip(dense.names, dense_hits, dense_total, strict=True)}
+        )
+    return out
 
 
 def train_segmenter(
@@ -227,17 +270,20 @@ def train_segmenter(
     seed: int,
     per_image: int = 1,
     box_mask: bool = False,
+    dense_weight: float = 0.0,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, float]:
     """Train `sam` in place; returns held-out metrics (mIoU per prompt kind, head accuracies) and timings.
-    box_mask: boxes also come as dense rectangle prompts (model.sam_box_mask)."""
+    box_mask: boxes also come as dense rectangle prompts (model.sam_box_mask). dense_weight: weight of the
+    per-location attribute heads on the image embedding (0: trained on detached maps, a probe)."""
     box_mask_side = int(sam.prompt_encoder.mask_input_size[0]) if box_mask else 0
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     tap = KeysTap(sam)
     dim = sam.config.mask_decoder_config.hidden_size
     heads = AppearanceHeads(dim, num_classes)
-    params = [*sam.parameters(), *heads.parameters()]
+    dense = DenseHeads(dim, num_classes) if train_samples and train_samples[0].cells is not None else None
+    params = [*sam.parameters(), *heads.parameters(), *([] if dense is None else dense.parameters())]
     optim = PretrainOptimizer(params, lr=lr, steps=steps)
     by_image: dict[int, list[int]] = {}
     for i, smp in enumerate(train_samples):
@@ -253,7 +299,9 @@ def train_segmenter(
         idx = [j for i in images for j in rng.choice(usable[i], size=per_image, replace=False)]
         kind = prompts[step % len(prompts)]
         batch = [train_samples[i] for i in idx]
-        loss, parts = segmentation_step(sam, tap, heads, batch, kind, rng, appearance_weight, per_image, box_mask_side)
+        loss, parts = segmentation_step(
+            sam, tap, heads, batch, kind, rng, appearance_weight, per_image, box_mask_side, dense, dense_weight
+        )
         value = optim.step(loss)
         bar.set_postfix(loss=f"{value:.3f}")
         if on_step is not None:
@@ -263,7 +311,7 @@ def train_segmenter(
     metrics.update(optim.loss_summary())
     for kind in ("box", "points"):
         for name, v in evaluate_segmentation(
-            sam, tap, heads, eval_samples, kind, seed + 1, box_mask_side=box_mask_side
+            sam, tap, heads, eval_samples, kind, seed + 1, box_mask_side=box_mask_side, dense=dense
         ).items():
             metrics[f"eval_{kind}_{name}"] = v
     tap.close()
