@@ -125,3 +125,30 @@ def test_connector_has_its_own_learning_rate(tmp_path):
     lrs = sorted(g["initial_lr"] for g in groups["param_groups"])
     assert lrs == [1e-2, 0.5]
     assert _json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["lr"] == pytest.approx(1e-2 / 2)
+
+
+def test_connector_warmup_holds_the_adapters_still():
+    from virtue.config.train import TrainConfig
+    from virtue.train.loop import _optimizer, _schedule
+
+    torch.manual_seed(0)
+    model = torch.nn.ModuleDict({"connector": torch.nn.Linear(4, 4), "vlm": torch.nn.Linear(4, 4)})
+    tc = TrainConfig(steps=10, warmup_steps=0, lr=1e-2, connector_warmup_steps=3, schedule="constant")
+    opt = _optimizer(model, tc)
+    sched = _schedule(opt, tc)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def step() -> None:
+        loss = model["vlm"](model["connector"](torch.ones(2, 4))).square().sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+
+    for _ in range(3):
+        step()
+    now = model.state_dict()
+    assert torch.equal(now["vlm.weight"], start["vlm.weight"])  # held still for 3 steps
+    assert not torch.equal(now["connector.weight"], start["connector.weight"])
+    step()
+    assert not torch.equal(model.state_dict()["vlm.weight"], start["vlm.weight"])  # then it learns

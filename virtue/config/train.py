@@ -14,6 +14,11 @@ class TrainConfig(Section):
     gradcache_chunk: int = Field(0, ge=0, description="GradCache chunk size; 0 = no GradCache")
     lr: float = Field(2e-5, gt=0)
     connector_lr: float | None = Field(None, gt=0, description="learning rate of the connector (default: lr)")
+    connector_warmup_steps: int = Field(
+        0,
+        ge=0,
+        description="first steps in which only the connector (and a trained SAM-2 decoder) learn; LLM adapters wait",
+    )
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(200, ge=0)
     schedule: Literal["linear", "cosine", "constant"] = "linear"

@@ -71,10 +71,22 @@ def _optimizer(embedder: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
     fusion = ("connector.", "segmentation.")
     connector = [p for n, p in named if n.startswith(fusion)]
     rest = [p for n, p in named if not n.startswith(fusion)]
-    groups = [{"params": rest, "lr": tc.lr}]
+    groups = [{"params": rest, "lr": tc.lr, "name": "adapters"}]
     if connector:
-        groups.append({"params": connector, "lr": tc.connector_lr or tc.lr})
+        groups.append({"params": connector, "lr": tc.connector_lr or tc.lr, "name": "fusion"})
     return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=tc.weight_decay)
+
+
+def _schedule(optimizer: torch.optim.Optimizer, tc: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """The shared warm-up/decay for every group; with train.connector_warmup_steps the adapters (and any
+    other non-fusion weights) hold still (rate 0) for the first steps while the connector learns to speak
+    to the frozen LLM."""
+
+    def factor(name: str):
+        hold = tc.connector_warmup_steps if name == "adapters" else 0
+        return lambda s: 0.0 if s < hold else lr_factor(s, tc)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [factor(g["name"]) for g in optimizer.param_groups])
 
 
 class Encoder:
@@ -154,7 +166,7 @@ def fit(
     params = [p for p in embedder.parameters() if p.requires_grad]
     broadcast_parameters(params)
     optimizer = _optimizer(embedder, tc)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, tc))
+    scheduler = _schedule(optimizer, tc)
     sampler = SourceBatchSampler(pairs, tc.batch_size, tc.seed, tc.hard_negatives)
     cache = None
     if tc.feature_cache:
