@@ -127,7 +127,7 @@ def _prompt_tensors(
     (rng None: the exact boxes). With box_mask_side > 0 a box also comes as its rectangle, a dense prompt
     [B, 1, m, m], exactly as the embedder's processor gives it under model.sam_box_mask."""
     if kind == "box":
-        boxes, dense = [], []
+        boxes, rects = [], []
         for s in batch:
             x1, y1, x2, y2 = s.box
             w, h = x2 - x1, y2 - y1
@@ -136,12 +136,12 @@ def _prompt_tensors(
             xy = np.clip(xy, 0, np.array(s.size, dtype=np.float64))
             boxes.append(to_frame(xy, s.size, (side, side)).reshape(4))
             if box_mask_side:
-                dense.append(box_mask_logits(xy.reshape(4), s.size[0], s.size[1], box_mask_side))
+                rects.append(box_mask_logits(xy.reshape(4), s.size[0], s.size[1], box_mask_side))
         # A box is its two corners labelled (2, 3), as the embedder's processor feeds it.
         pts = torch.tensor(np.stack(boxes), dtype=torch.float32).view(-1, 1, 2, 2)  # [B, 1, 2, 2]
         out = {"input_points": pts, "input_labels": torch.tensor(BOX_LABELS).expand(len(batch), 1, 2)}
-        if dense:
-            out["input_masks"] = torch.stack(dense)  # [B, 1, m, m]
+        if rects:
+            out["input_masks"] = torch.stack(rects)  # [B, 1, m, m]
         return out
     points = [to_frame(np.array(sample_points(s.mask, n_points, rng)), s.size, (side, side)) for s in batch]
     pts = torch.tensor(np.stack(points), dtype=torch.float32)[:, None]  # [B, 1, n, 2]
