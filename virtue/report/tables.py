@@ -133,9 +133,12 @@ def sweep_table(path: Path, data: dict, root: Path) -> Table | None:
     flat = [{k: v for k, v in r.items() if isinstance(v, int | float | str | bool) or v is None} for r in rows]
     study = data.get("study", path.stem)
     metric = data.get("metric", "metric")
+    frame = pl.DataFrame(flat, infer_schema_length=None)
+    first = [c for c in (data.get("axis"), "mean", "std", "n") if c in frame.columns]  # the metric, then extras
+    frame = frame.select(first + [c for c in frame.columns if c not in first])
     return Table(
         f"Sweep study `{study}` ({metric}: mean and std over seeds, fractions)",
-        pl.DataFrame(flat, infer_schema_length=None),
+        frame,
         [rel(path, root)],
         digits=3,
     )
