@@ -83,3 +83,36 @@ def rel(path: Path, root: Path) -> str:
         return os.path.relpath(path, root)
     except ValueError:
         return str(path)
+
+
+# Settings of the embedded default that depart from the paper's recipe: (dotted key, value, what it means).
+DEVIATIONS = (
+    (
+        "model.sam_box_mask",
+        True,
+        "a box also reaches SAM-2 as its rectangle, a dense mask prompt (paper: corners only)",
+    ),
+    ("model.sam_trainable", "decoder", "SAM-2's prompt encoder and decoder are trained (paper: SAM-2 frozen)"),
+)
+
+
+def deviations(runs: list[EvaluatedRun]) -> list[str]:
+    """One line per evaluated run whose resolved config (config.yaml beside its metrics) departs from the paper."""
+    import yaml
+
+    lines = []
+    for r in runs:
+        path = r.metrics_path.parent / "config.yaml"
+        if not path.is_file():
+            continue
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        found = []
+        for key, value, meaning in DEVIATIONS:
+            node = cfg
+            for part in key.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if node == value:
+                found.append(f"`{key}: {value}`: {meaning}")
+        if found:
+            lines.append(f"{r.name}: " + "; ".join(found))
+    return lines

@@ -13,7 +13,7 @@ import polars as pl
 
 from ..io import write_text
 from . import plots
-from .collect import VARIANTS, find_runs, find_sweeps, read_curve, rel
+from .collect import VARIANTS, deviations, find_runs, find_sweeps, read_curve, rel
 from .tables import Table, bench_table, kinds_table, mmeb_table, mmeb_tasks_table, paper_tables, scar_table, sweep_table
 from .targets import Target, check_targets
 
@@ -114,6 +114,11 @@ def build_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, *, pre
         "Numbers are precision@1 x 100 unless a table says otherwise. Our numbers are measured on the synthetic "
         "benchmarks; the paper's are on the real SCaR and MMEB and are shown for reference only."
     )
+    departs = deviations(runs)
+    if departs:
+        intro += "\n\nDepartures from the paper's recipe in these runs (docs/research/pretraining.md):\n\n" + "\n".join(
+            f"- {line}" for line in departs
+        )
     write_text(out / "index.md", render_md(sections, images, intro, out))
     write_text(out / "index.html", render_html(sections, images, intro))
     return out / "index.md"
@@ -149,7 +154,7 @@ def render_html(sections, images, intro: str) -> str:
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>VIRTUE Lab results</title><style>{STYLE}</style>"
     ]
-    parts += ["</head><body><h1>VIRTUE Lab results</h1>", f"<p>{html.escape(intro)}</p>"]
+    parts += ["</head><body><h1>VIRTUE Lab results</h1>", f"<p>{html.escape(intro).replace(chr(10), '<br>')}</p>"]
     for heading, tables in sections:
         if tables:
             parts += [f"<h2>{html.escape(heading)}</h2>"] + [html_table(t) for t in tables]
