@@ -253,10 +253,10 @@ def test_departures_from_the_paper_are_listed_from_the_run_configs(workspace):
     cfg = load_experiment("tiny", ["model.sam_trainable=decoder"])  # tiny also sets model.sam_box_mask
     write_resolved(cfg, workspace / "runs" / "eval" / "tiny-virtue")
     write_resolved(
-        load_experiment("tiny", ["model.variant=global", "model.sam_box_mask=false"]),
+        load_experiment("tiny", ["model.variant=global"]),
         workspace / "runs" / "eval" / "tiny-global",
     )
     md = build_report(workspace / "runs", workspace / "reports", prefix="tiny").read_text()
     lines = [line for line in md.splitlines() if line.startswith("- tiny-")]
-    assert len(lines) == 1, lines  # global departs from nothing; crop has no config
+    assert len(lines) == 1, lines  # global has no segmentation stream; crop no config
     assert "model.sam_box_mask: True" in lines[0] and "model.sam_trainable: decoder" in lines[0]

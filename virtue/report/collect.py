@@ -106,6 +106,8 @@ def deviations(runs: list[EvaluatedRun]) -> list[str]:
         if not path.is_file():
             continue
         cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if (cfg.get("model") or {}).get("variant") != "virtue":
+            continue  # both settings act on the segmentation stream, which only virtue has
         found = []
         for key, value, meaning in DEVIATIONS:
             node = cfg
