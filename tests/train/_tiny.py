@@ -55,3 +55,29 @@ def micro_pairs(folder: Path, n: int = 8, size: int = 96) -> list[TrainPair]:
             )
         )
     return pairs
+
+
+def encode_twice_through_cache(cfg: ExperimentConfig, work: Path):
+    """Build cfg's embedder and encode 5 image queries and a text-only side without a cache, then through a
+    fresh feature cache twice (the first pass fills it, the second reads it). Returns (uncached, cached,
+    the second pass's prepared batch, the cache, number of sides)."""
+    import torch
+
+    from virtue.models import build_embedder
+    from virtue.train.cache import FeatureCache
+    from virtue.train.distributed import seed_everything
+    from virtue.train.loop import Encoder, cache_settings
+
+    seed_everything(cfg.train.seed)
+    embedder, processor = build_embedder(cfg.model, seed=cfg.train.seed)
+    embedder.eval()
+    sides = [p.query for p in micro_pairs(work / "img", n=5)] + [Side("a caption without image")]
+    cache = FeatureCache(work / "cache", embedder.frozen_fingerprint(), cache_settings(cfg))
+    with torch.no_grad():
+        plain = Encoder(embedder, processor, "cpu", None)
+        cached = Encoder(embedder, processor, "cpu", cache)
+        ref = plain.forward(plain.prepare(sides))
+        cached.forward(cached.prepare(sides))  # fills the cache
+        prepared = cached.prepare(sides)  # reads it
+        out = cached.forward(prepared)
+    return ref, out, prepared, cache, len(sides)

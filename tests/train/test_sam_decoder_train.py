@@ -10,13 +10,11 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _tiny import micro_pairs, tiny_experiment  # noqa: E402
+from _tiny import encode_twice_through_cache, micro_pairs, tiny_experiment  # noqa: E402
 
-from virtue.data.types import Side  # noqa: E402
 from virtue.models import build_embedder  # noqa: E402
-from virtue.train.cache import FeatureCache  # noqa: E402
 from virtue.train.distributed import seed_everything  # noqa: E402
-from virtue.train.loop import Encoder, _optimizer, cache_settings, fit  # noqa: E402
+from virtue.train.loop import _optimizer, cache_settings, fit  # noqa: E402
 
 DECODER = "model.sam_trainable=decoder"
 
@@ -29,18 +27,8 @@ def _build(cfg):
 def test_cached_equals_uncached_with_a_trained_decoder(tmp_path):
     cfg = tiny_experiment(tmp_path, DECODER)
     assert cache_settings(cfg) != cache_settings(tiny_experiment(tmp_path))  # other tensors in the entries
-    embedder, processor = _build(cfg)
-    embedder.eval()
-    sides = [p.query for p in micro_pairs(tmp_path / "img", n=5)] + [Side("a caption without image")]
-    cache = FeatureCache(tmp_path / "cache", embedder.frozen_fingerprint(), cache_settings(cfg))
-    with torch.no_grad():
-        plain = Encoder(embedder, processor, "cpu", None)
-        cached = Encoder(embedder, processor, "cpu", cache)
-        ref = plain.forward(plain.prepare(sides))
-        cached.forward(cached.prepare(sides))  # fills the cache
-        prepared = cached.prepare(sides)  # reads it
-        out = cached.forward(prepared)
-    assert cache.hits == len(sides) - 1 and set(prepared[1]) == {"vision", "sam_embed"}
+    ref, out, prepared, cache, n = encode_twice_through_cache(cfg, tmp_path)
+    assert cache.hits == n - 1 and set(prepared[1]) == {"vision", "sam_embed"}
     assert torch.equal(out, ref)
 
 

@@ -12,15 +12,13 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _fit_toy import SignalAt  # noqa: E402
-from _tiny import micro_pairs, tiny_experiment  # noqa: E402
+from _tiny import encode_twice_through_cache, micro_pairs, tiny_experiment  # noqa: E402
 
-from virtue.data.types import Side  # noqa: E402
 from virtue.errors import UserError  # noqa: E402
 from virtue.models import build_embedder  # noqa: E402
-from virtue.train.cache import FeatureCache  # noqa: E402
 from virtue.train.distributed import seed_everything  # noqa: E402
 from virtue.train.gradcache import gradcache_backward  # noqa: E402
-from virtue.train.loop import Encoder, TrainingInterrupted, cache_settings, fit  # noqa: E402
+from virtue.train.loop import Encoder, TrainingInterrupted, fit  # noqa: E402
 from virtue.train.loss import info_nce  # noqa: E402
 
 
@@ -70,18 +68,8 @@ def test_gradcache_equals_plain_on_tiny_virtue(tmp_path, dropout):
 
 
 def test_cached_equals_uncached_embeddings(tmp_path):
-    cfg = tiny_experiment(tmp_path)
-    embedder, processor = _build(cfg)
-    embedder.eval()
-    sides = [p.query for p in micro_pairs(tmp_path / "img", n=5)] + [Side("a caption without image")]
-    cache = FeatureCache(tmp_path / "cache", embedder.frozen_fingerprint(), cache_settings(cfg))
-    with torch.no_grad():
-        plain = Encoder(embedder, processor, "cpu", None)
-        cached = Encoder(embedder, processor, "cpu", cache)
-        ref = plain.forward(plain.prepare(sides))
-        cached.forward(cached.prepare(sides))  # fills the cache
-        out = cached.forward(cached.prepare(sides))  # reads it
-    assert cache.hits == len(sides) - 1  # every image row; the text-only row is not cached
+    ref, out, _, cache, n = encode_twice_through_cache(tiny_experiment(tmp_path), tmp_path)
+    assert cache.hits == n - 1  # every image row; the text-only row is not cached
     assert torch.equal(out, ref)
 
 
