@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 
@@ -241,3 +242,39 @@ def test_box_mask_is_the_box_rectangle_in_sams_frame(tmp_path, build):
         on = embedder.frozen_features(processor([side]))["seg"]
         off = embedder.frozen_features(plain([side]))["seg"]
     assert (on - off).abs().max() > 1e-4
+
+
+def test_merged_image_tokens_come_in_raster_order_of_the_grid(build, tmp_path):
+    """Per-location heads (pre-training) read image token i as grid cell (i // side, i % side): the patches of
+    each merged token must come from that cell of the image."""
+    embedder, processor = build(variant="global")
+    vc = embedder.vlm.config.vision_config
+    cell = vc.patch_size * vc.spatial_merge_size  # pixels per merged token
+    side = 96 // cell
+    grey = np.arange(side * side).reshape(side, side) * (255 // (side * side))
+    img = np.repeat(np.repeat(grey, cell, 0), cell, 1).astype(np.uint8)
+    path = tmp_path / "grid.png"
+    PIL.Image.fromarray(np.stack([img] * 3, -1)).save(path)
+    inputs = processor([Side("Represent the given image.", str(path))])
+    groups = inputs.pixel_values.reshape(side * side, vc.spatial_merge_size**2, -1)  # [T_img, merge^2, C*t*p*p]
+    means = groups.mean(dim=(1, 2))
+    assert torch.all(means[1:] > means[:-1])  # token i holds cell i: the greys rise in raster order
+
+
+def test_seg_rope_grid_puts_each_segmentation_token_on_its_cell_of_the_image_grid(build, images):
+    embedder, processor = build(seg_rope="grid")
+    inputs = processor([Side("q", images["a"], box_prompt(1, 1, 50, 50)), Side("text only")])
+    pos = embedder.position_ids(inputs)  # [3, B, L]
+    img, seg = inputs.mm_token_type_ids[0].bool(), inputs.seg_slots[0]
+    h0, w0 = pos[1, 0, img].min(), pos[2, 0, img].min()
+    # 16 tokens = a 4x4 grid over the 6x6 image grid: cell centres at 0.25, 1.75, 3.25, 4.75
+    centres = torch.tensor([0.25, 1.75, 3.25, 4.75])
+    torch.testing.assert_close(pos[1, 0, seg] - h0, centres.repeat_interleave(4))
+    torch.testing.assert_close(pos[2, 0, seg] - w0, centres.repeat(4))
+    assert pos[0, 0, seg].eq(pos[0, 0, img].min()).all()
+    plain = build()[0].position_ids(inputs)
+    others = ~seg
+    torch.testing.assert_close(pos[:, 0, others], plain[:, 0, others].float())  # nothing else moves
+    torch.testing.assert_close(pos[:, 1], plain[:, 1].float())
+    with torch.no_grad():  # and the embedding changes with them
+        assert not torch.allclose(embedder(inputs)[0], build()[0](inputs)[0])

@@ -43,7 +43,7 @@ def _run(root: Path, overrides: list[str]) -> tuple[Path, dict]:
 
 @pytest.mark.slow
 def test_pretrain_folders_load_and_losses_fall(workspace: Path):
-    out, metrics = _run(workspace, [])
+    out, metrics = _run(workspace, ["pretrain.vlm_dense_weight=1"])
     sam_dir, vlm_dir = workspace / "runs/backbones/sam2", workspace / "runs/backbones/qwen2vl"
     assert isinstance(Sam2Model.from_pretrained(sam_dir), Sam2Model)
     assert isinstance(Qwen2VLModel.from_pretrained(vlm_dir), Qwen2VLModel)
@@ -58,6 +58,8 @@ def test_pretrain_folders_load_and_losses_fall(workspace: Path):
         assert m["loss_last"] < m["loss_first"], (stage, m)
     assert 0.0 <= metrics["sam2"]["eval_box_miou"] <= 1.0
     assert 0.0 <= metrics["qwen2vl"]["eval_scene_r1_i2t"] <= 1.0
+    for attribute in ("colour", "shape", "size"):  # the per-location heads on the image tokens, held out
+        assert 0.0 <= metrics["qwen2vl"][f"eval_{attribute}_cell_acc"] <= 1.0
 
     # The VIRTUE stage loads them through the model config, exactly as it would load hub checkpoints.
     cfg = load_experiment("tiny")

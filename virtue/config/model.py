@@ -49,6 +49,11 @@ class ModelConfig(Section):
     seg_position: Literal["prefix", "after_image"] = Field(
         "prefix", description="where the segmentation tokens sit in the LLM sequence (paper: prefix)"
     )
+    seg_rope: Literal["sequence", "grid"] = Field(
+        "sequence",
+        description="M-RoPE positions of the segmentation tokens: 'sequence' (1-D, in order, as text) or 'grid' "
+        "(the image tokens' 2-D positions at each token's cell, so attention can relate places; not in the paper)",
+    )
     vlm_image_size: int = Field(448, ge=28, description="side of the square image given to the VLM")
     sam_image_size: int = Field(1024, ge=64, description="side of SAM-2's square input")
     adapter: AdapterConfig = Field(default_factory=AdapterConfig)

@@ -78,4 +78,10 @@ class PretrainConfig(Section):
         min_length=1,
         description="caption kinds drawn per image: colours+shapes, a relation, an object at a place, the scene",
     )
+    vlm_dense_weight: float = Field(
+        1.0,
+        ge=0,
+        description="weight of per-location colour/shape/size heads on the merged image tokens (what VIRTUE's "
+        "frozen vision tower hands the LLM); 0 = the heads train on detached tokens as a probe",
+    )
     vlm_eval_images: int = Field(200, ge=2, description="held-out images (eval split) for retrieval R@1")

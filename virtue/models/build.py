@@ -90,6 +90,7 @@ def build_embedder(
             official_compat=cfg.official_compat,
             fingerprint_extra=settings,
             train_sam_decoder=cfg.sam_trainable == "decoder",
+            seg_rope=cfg.seg_rope,
         )
         torch.manual_seed(seed + 1)  # adapter init, likewise independent of the backbones' source
         apply_freeze_policy(embedder, cfg.adapter)

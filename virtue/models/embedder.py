@@ -6,6 +6,7 @@ embeddings: the prompt encoder and two-way transformer then run in `forward`, wi
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import defaultdict
 
 import torch
@@ -30,6 +31,7 @@ class Embedder(nn.Module):
         official_compat: bool = False,
         fingerprint_extra: str = "",
         train_sam_decoder: bool = False,
+        seg_rope: str = "sequence",
     ):
         super().__init__()
         if (segmentation is None) != (connector is None):
@@ -41,6 +43,7 @@ class Embedder(nn.Module):
         self.official_compat = official_compat
         self.fingerprint_extra = fingerprint_extra
         self.train_sam_decoder = train_sam_decoder and segmentation is not None
+        self.seg_rope = seg_rope  # "sequence": 1-D positions in order; "grid": the image's 2-D positions
 
     @property
     def dim(self) -> int:
@@ -141,6 +144,33 @@ class Embedder(nn.Module):
             image_grid_thw=grid,
             attention_mask=inputs.attention_mask,
         )
+        if self.seg_rope == "grid" and bool(inputs.has_seg.any()):
+            pos = self._seg_on_image_grid(inputs, pos)
+        return pos
+
+    def _seg_on_image_grid(self, inputs: ModelInputs, pos: torch.Tensor) -> torch.Tensor:
+        """Give each segmentation token the 2-D M-RoPE position of its cell's centre on the image-token grid,
+        so that rotary attention relates a segmentation token to the image tokens around the same place (both
+        streams see the whole image as a square). Positions become fractional: |S| cells and the image grid
+        need not align (4x4 on 6x6 in the tiny default)."""
+        pos = pos.to(torch.float32)  # [3, B, L]
+        image_slots = inputs.mm_token_type_ids == 1
+        for b in torch.nonzero(inputs.has_seg & inputs.has_image).flatten().tolist():
+            img = pos[:, b, image_slots[b]]  # [3, T_img]
+            grid = math.isqrt(img.shape[1])
+            seg = int(inputs.seg_slots[b].sum())
+            side = math.isqrt(seg)
+            k = torch.arange(seg, dtype=torch.float32)
+            rows, cols = torch.div(k, side, rounding_mode="floor"), k % side  # the connector's raster order
+            scale = grid / side
+            new = torch.stack(
+                [
+                    img[0].min().expand(seg),
+                    img[1].min() + (rows + 0.5) * scale - 0.5,
+                    img[2].min() + (cols + 0.5) * scale - 0.5,
+                ]
+            )  # [3, |S|]
+            pos[:, b, inputs.seg_slots[b]] = new
         return pos
 
     def forward(self, inputs: ModelInputs, frozen: dict[str, torch.Tensor] | None = None) -> torch.Tensor:

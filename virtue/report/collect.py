@@ -93,6 +93,11 @@ DEVIATIONS = (
         "a box also reaches SAM-2 as its rectangle, a dense mask prompt (paper: corners only)",
     ),
     ("model.sam_trainable", "decoder", "SAM-2's prompt encoder and decoder are trained (paper: SAM-2 frozen)"),
+    (
+        "model.seg_rope",
+        "grid",
+        "the segmentation tokens take the image grid's 2-D rotary positions (paper: not specified)",
+    ),
 )
 
 

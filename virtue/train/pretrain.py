@@ -24,6 +24,7 @@ from .pretrain_data import (
     attribute_classes,
     caption_pairs,
     eval_caption_sets,
+    image_cells,
     load_scenes,
     segmentation_samples,
     tokenizer_corpus,
@@ -113,12 +114,15 @@ def pretrain(cfg: ExperimentConfig, *, tracker=None, root: Path | None = None) -
         seg_tokens=cfg.model.seg_tokens,
         num_points=cfg.model.num_points,
     )
-    params, encode = vlm_encoder(vlm, tokenizer, **processor_kwargs)
+    params, encode, encode_images = vlm_encoder(vlm, tokenizer, **processor_kwargs)
     pairs = caption_pairs(train_scenes, p.vlm_captions, p.seed)
     eval_sets = eval_caption_sets(eval_scenes[: p.vlm_eval_images], p.vlm_captions, p.seed + 1)
+    vc = vlm.config.vision_config
+    grid = cfg.model.vlm_image_size // (vc.patch_size * vc.spatial_merge_size)
     vlm_metrics = train_aligner(
         params,
         encode,
+        encode_images,
         pairs,
         eval_sets,
         steps=p.vlm_steps,
@@ -126,6 +130,10 @@ def pretrain(cfg: ExperimentConfig, *, tracker=None, root: Path | None = None) -
         lr=p.vlm_lr,
         temperature=p.vlm_temperature,
         seed=p.seed,
+        dim=vlm.config.text_config.hidden_size,
+        cells=image_cells([*train_scenes, *eval_scenes[: p.vlm_eval_images]], grid, classes),
+        num_classes={a: len(classes[a]) for a in ATTRIBUTES},
+        dense_weight=p.vlm_dense_weight,
         on_step=lambda s, v: _log(tracker, p.sam_steps + s, v),
     )
     vlm.save_pretrained(vlm_dir)

@@ -81,6 +81,16 @@ def segmentation_samples(
     return out
 
 
+def image_cells(scenes: Sequence[SceneImage], side: int, classes: dict[str, tuple[str, ...]]) -> dict[str, np.ndarray]:
+    """Image path -> [A, side, side] class ids of the object under each cell of the VLM's merged-token grid
+    (the whole image, resized to a square, is split into side x side tokens)."""
+    out = {}
+    for sc in scenes:
+        attrs = [tuple(classes[a].index(getattr(o.desc, a)) for a in ATTRIBUTES) for o in sc.objects]
+        out[sc.image] = attribute_cells([o.mask for o in sc.objects], attrs, side)
+    return out
+
+
 def attribute_cells(
     masks: Sequence[np.ndarray], attrs: Sequence[tuple[int, ...]], side: int, min_cover: float = 0.25
 ) -> np.ndarray:

@@ -3,7 +3,11 @@ directions, last-token embeddings), so that the LLM learns to read colours, shap
 from its image tokens before VIRTUE freezes the vision tower and trains only adapters and the connector.
 
 Inputs are built by the embedder's own processor (variant `global`, no visual prompt), so the sequences
-seen here are the ones the VIRTUE stage feeds the same weights."""
+seen here are the ones the VIRTUE stage feeds the same weights.
+
+Per-location heads (`pretrain.vlm_dense_weight`) classify the colour / shape / size of the object under each
+merged image token, as SAM-2's do on its map: contrastive alignment alone leaves the objects out of the
+image tokens that VIRTUE freezes (docs/research/pretraining.md, finding 7)."""
 
 from __future__ import annotations
 
@@ -21,8 +25,11 @@ from ..data.types import Side
 from ..models.embedder import Embedder
 from ..models.processor import Processor
 from .pretrain_optim import PretrainOptimizer
+from .pretrain_sam import DenseHeads
 
 Encode = Callable[[Sequence[Side]], Tensor]  # sides -> [B, D] L2-normalised embeddings (with gradients)
+# image sides -> (embeddings [B, D], image tokens as a map [B, D, side, side]), both with gradients
+EncodeImages = Callable[[Sequence[Side]], tuple[Tensor, Tensor]]
 
 
 def clip_loss(img: Tensor, txt: Tensor, texts: Sequence[str], temperature: float) -> Tensor:
@@ -50,9 +57,26 @@ def retrieval_at_1(encode: Encode, images: Sequence[Side], captions: Sequence[Si
     return {"r1_i2t": i2t, "r1_t2i": t2i, "pairs": len(images)}
 
 
+@torch.no_grad()
+def cell_accuracy(
+    encode_images: EncodeImages, dense: DenseHeads, images: Sequence[Side], cells: Tensor, batch_size: int = 64
+) -> dict[str, float]:
+    """Held-out per-location accuracy of the heads, over the image tokens that lie on an object."""
+    hits, total = np.zeros(len(dense.names)), np.zeros(len(dense.names))
+    for i in range(0, len(images), batch_size):
+        _, maps = encode_images(images[i : i + batch_size])
+        target = cells[i : i + batch_size]  # [b, A, side, side]
+        for k, logits in enumerate(dense(maps)):
+            valid = target[:, k] >= 0
+            hits[k] += (logits.argmax(1) == target[:, k])[valid].sum().item()
+            total[k] += valid.sum().item()
+    return {f"eval_{a}_cell_acc": h / max(t, 1) for a, h, t in zip(dense.names, hits, total, strict=True)}
+
+
 def train_aligner(
     params: Sequence[torch.nn.Parameter],
     encode: Encode,
+    encode_images: EncodeImages,
     train_pairs: Sequence[tuple[Side, Side]],
     eval_by_kind: dict[str, tuple[Sequence[Side], Sequence[Side]]],
     *,
@@ -61,30 +85,50 @@ def train_aligner(
     lr: float,
     temperature: float,
     seed: int,
+    dim: int = 0,
+    cells: dict[str, np.ndarray] | None = None,
+    num_classes: dict[str, int] | None = None,
+    dense_weight: float = 0.0,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, float]:
     """Train the parameters behind `encode` on (image side, caption side) pairs; returns held-out R@1 per
-    caption kind and timings."""
+    caption kind and timings. With `cells` (image path -> [A, side, side] class ids of the object under each
+    image token, -100 where none) per-location heads of width `dim` are trained on the image tokens: with the VLM at
+    `dense_weight` > 0, else on detached tokens as a probe; their held-out accuracy is reported."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    optim = PretrainOptimizer(params, lr=lr, steps=steps)
+    dense = DenseHeads(dim, num_classes) if cells is not None and num_classes else None
+    heads = [] if dense is None else list(dense.parameters())
+    optim = PretrainOptimizer([*params, *heads], lr=lr, steps=steps)
     start = time.perf_counter()
     bar = tqdm(range(steps), desc="pretrain qwen2vl", disable=None)
     for step in bar:
         idx = rng.choice(len(train_pairs), size=min(batch_size, len(train_pairs)), replace=False)
         batch = [train_pairs[i] for i in idx]
-        img = encode([b[0] for b in batch])
+        images = [b[0] for b in batch]
+        img, maps = encode_images(images)
         txt = encode([b[1] for b in batch])
         loss = clip_loss(img, txt, [b[1].text for b in batch], temperature)
-        value = optim.step(loss)
-        bar.set_postfix(loss=f"{value:.3f}")
+        parts = {"vlm/loss": float(loss.detach())}
+        if dense is not None:
+            target = torch.from_numpy(np.stack([cells[s.image] for s in images]))
+            dense_loss = dense.loss(maps if dense_weight > 0 else maps.detach(), target)
+            loss = loss + (dense_weight if dense_weight > 0 else 1.0) * dense_loss
+            parts["vlm/dense_loss"] = float(dense_loss.detach())
+        optim.step(loss)
+        bar.set_postfix(loss=f"{parts['vlm/loss']:.3f}")
         if on_step is not None:
-            on_step(step, {"vlm/loss": value})
+            on_step(step, parts)
     metrics: dict[str, float] = {"train_seconds": time.perf_counter() - start, "steps": steps}
     metrics.update(optim.loss_summary())
     for kind, (images, captions) in eval_by_kind.items():
         for name, v in retrieval_at_1(encode, images, captions).items():
             metrics[f"eval_{kind}_{name}"] = v
+    if dense is not None:
+        held_out = sorted({s.image for images, _ in eval_by_kind.values() for s in images if s.image in cells})
+        sides = [Side(IMAGE_INSTRUCTION, path) for path in held_out]
+        target = torch.from_numpy(np.stack([cells[path] for path in held_out]))
+        metrics.update(cell_accuracy(encode_images, dense, sides, target))
     return metrics
 
 
@@ -99,9 +143,10 @@ def vlm_encoder(
     sam_image_size: int,
     seg_tokens: int,
     num_points: int,
-) -> tuple[list[torch.nn.Parameter], Encode]:
+) -> tuple[list[torch.nn.Parameter], Encode, EncodeImages]:
     """All of the VLM trainable, wrapped in the embedder of variant `global` (the same processor, sequence
-    layout, positions and last-token pooling as the VIRTUE stage), with gradients through the vision tower."""
+    layout, positions and last-token pooling as the VIRTUE stage), with gradients through the vision tower.
+    Returns the parameters, `encode` (any sides) and `encode_images` (image sides: also their image tokens)."""
     processor = Processor(
         tokenizer,
         vlm.config.vision_config,
@@ -121,13 +166,18 @@ def vlm_encoder(
     for p in params:
         p.requires_grad_(True)
 
-    def encode(sides: Sequence[Side]) -> Tensor:
+    def encode_with_tokens(sides: Sequence[Side]) -> tuple[Tensor, Tensor]:
         inputs = processor(sides)
         vision = torch.zeros((len(inputs), side * side, embedder.dim))
         if bool(inputs.has_image.any()):
             feats = vlm.get_image_features(inputs.pixel_values, inputs.image_grid_thw).pooler_output
             rows = torch.nonzero(inputs.has_image).flatten()
             vision = vision.index_put((rows,), torch.stack(list(feats)))  # [B, T_img, D], with gradients
-        return embedder(inputs, frozen={"vision": vision})
+        # merged tokens come in raster order of the side x side grid: [B, T_img, D] -> [B, D, side, side]
+        maps = vision.transpose(1, 2).reshape(len(inputs), embedder.dim, side, side)
+        return embedder(inputs, frozen={"vision": vision}), maps
 
-    return params, encode
+    def encode(sides: Sequence[Side]) -> Tensor:
+        return encode_with_tokens(sides)[0]
+
+    return params, encode, encode_with_tokens
