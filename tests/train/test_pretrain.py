@@ -60,6 +60,8 @@ def test_pretrain_folders_load_and_losses_fall(workspace: Path):
     assert 0.0 <= metrics["qwen2vl"]["eval_scene_r1_i2t"] <= 1.0
     for attribute in ("colour", "shape", "size"):  # the per-location heads on the image tokens, held out
         assert 0.0 <= metrics["qwen2vl"][f"eval_{attribute}_cell_acc"] <= 1.0
+    for field in ("obj_colour", "predicate", "ref_shape", "sky"):  # the caption heads, on held-out captions
+        assert 0.0 <= metrics["qwen2vl"][f"eval_caption_{field}_acc"] <= 1.0
 
     # The VIRTUE stage loads them through the model config, exactly as it would load hub checkpoints.
     cfg = load_experiment("tiny")
@@ -157,3 +159,37 @@ def test_attribute_cells_label_each_grid_cell_by_its_main_object():
     assert cells[:, 0, 1].tolist() == [1, 2]  # a covers more of it than b
     assert (cells[:, 2, 2] == -100).all() and (cells[:, 3, 3] == -100).all()
     assert (cells >= 0).sum() == 4  # two cells x two attributes
+
+
+def test_false_captions_differ_in_one_element_and_are_false_for_the_image(workspace: Path):
+    import numpy as np
+
+    from virtue.data.synth.vocab import HELD_OUT, parse_caption
+    from virtue.train.pretrain_data import _relation, caption_and_negative, load_scenes
+
+    scenes = load_scenes(workspace / "data/scar-synth", "train")
+    rng = np.random.default_rng(0)
+    seen = {"objects": 0, "region": 0, "relation": 0}
+    for sc in scenes:
+        assert caption_and_negative(sc, "scene", rng)[1] is None
+        for kind in seen:
+            true, wrong = caption_and_negative(sc, kind, rng)
+            if wrong is None:
+                continue
+            seen[kind] += 1
+            a, b = true.split(), wrong.split()
+            changed = sum(x != y for x, y in zip(a, b, strict=True))
+            # one word, or the region's phrase ("in the sky" <-> "on the ground")
+            assert len(a) == len(b) and 1 <= changed <= (2 if kind == "region" else 1), (true, wrong)
+            assert not any(f"{c} {s}" in wrong for c, s in HELD_OUT)
+            if kind == "relation":  # no pair of objects of the image makes the false caption true
+                cap = parse_caption(wrong)
+                holds = {
+                    (x.desc, p, y.desc)
+                    for x in sc.objects
+                    for y in sc.objects
+                    if x is not y
+                    for p in _relation(x, y, max(sc.size))
+                }
+                assert (cap.obj, cap.pred, cap.ref) not in holds
+    assert all(n > 0 for n in seen.values()), seen

@@ -52,3 +52,13 @@ def test_bad_settings_are_user_errors(tmp_path):
         SourceBatchSampler(pairs, 64, seed=0)
     with pytest.raises(UserError, match="hard_negatives"):
         SourceBatchSampler(pairs, 4, seed=0, hard_negatives=2)
+
+
+def test_a_source_without_distractors_gets_no_hard_negatives(tmp_path):
+    with_negs = toy_pairs(tmp_path / "a", n=8, sources=("scar",), negatives=3)
+    without = toy_pairs(tmp_path / "b", n=8, sources=("mmeb",), negatives=0)
+    s = SourceBatchSampler([*with_negs, *without], 4, seed=0, hard_negatives=2)
+    assert s.k_of == {"mmeb": 0, "scar": 2}
+    for step in range(s.batches_per_epoch):
+        batch = s.batch(step)
+        assert len(batch.negatives) == (2 * 4 if batch.source == "scar" else 0)

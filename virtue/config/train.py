@@ -84,4 +84,10 @@ class PretrainConfig(Section):
         description="weight of per-location colour/shape/size heads on the merged image tokens (what VIRTUE's "
         "frozen vision tower hands the LLM); 0 = the heads train on detached tokens as a probe",
     )
+    vlm_caption_weight: float = Field(
+        5.0,
+        ge=0,
+        description="weight of heads that read each element of a SCaR-grammar caption (objects, predicate, "
+        "scene) back from its embedding; 0 = the heads train on detached embeddings as a probe",
+    )
     vlm_eval_images: int = Field(200, ge=2, description="held-out images (eval split) for retrieval R@1")

@@ -112,7 +112,8 @@ class Encoder:
 
 def _step_loss(encoder: Encoder, batch: Batch, tc: TrainConfig) -> torch.Tensor:
     """Forward and backward of one step on this rank's shard; returns the global mean loss (detached)."""
-    b, k = len(batch.queries), tc.hard_negatives
+    b = len(batch.queries)
+    k = len(batch.negatives) // b  # this batch's source may have no hard negatives (sampler.k_of)
     targets = batch.positives + batch.negatives  # [b positives, then b*k negatives grouped per query]
     scale = backward_scale()
 

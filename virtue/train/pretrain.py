@@ -134,6 +134,7 @@ def pretrain(cfg: ExperimentConfig, *, tracker=None, root: Path | None = None) -
         cells=image_cells([*train_scenes, *eval_scenes[: p.vlm_eval_images]], grid, classes),
         num_classes={a: len(classes[a]) for a in ATTRIBUTES},
         dense_weight=p.vlm_dense_weight,
+        caption_weight=p.vlm_caption_weight,
         on_step=lambda s, v: _log(tracker, p.sam_steps + s, v),
     )
     vlm.save_pretrained(vlm_dir)

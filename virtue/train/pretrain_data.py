@@ -18,7 +18,7 @@ from ..data.corpus import corpus_texts
 from ..data.prompts import coco_to_xyxy
 from ..data.scenes import read_scenes
 from ..data.synth.captions import CLEAR
-from ..data.synth.vocab import COLOURS, PREDICATES, SHAPES, SIZES, Caption, Desc
+from ..data.synth.vocab import COLOURS, HELD_OUT, PREDICATES, SHAPES, SIZES, Caption, Desc
 from ..data.types import Side
 from ..errors import UserError
 from ..models.backbones import load_image, sam_pixels
@@ -134,35 +134,87 @@ def _relation(a: SceneObject, b: SceneObject, side: float) -> list[str]:
     return [p for p in PREDICATES if d[p] / side > CLEAR]
 
 
+OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+
+
 def caption(sc: SceneImage, kind: str, rng: np.random.Generator) -> str | None:
+    return caption_and_negative(sc, kind, rng)[0]
+
+
+def caption_and_negative(sc: SceneImage, kind: str, rng: np.random.Generator) -> tuple[str | None, str | None]:
+    """A true caption of the image and a false one that differs from it in one element (another colour,
+    shape or size of one object, the opposite predicate, the other region); no negative for `scene`.
+    Without such negatives the batch is told apart by the scene alone (16 kinds) and the LLM's caption
+    embedding learns nothing else (docs/research/pretraining.md, finding 7)."""
     objs = sc.objects
     if kind == "scene":
-        return f"a {sc.scene} scene"
+        return f"a {sc.scene} scene", None
     if kind == "objects":
         ordered = sorted(objs, key=lambda o: o.centre[0])
-        return "from left to right: " + ", ".join(f"a {o.desc.text()}" for o in ordered)
+        descs = [o.desc for o in ordered]
+        i = int(rng.integers(len(descs)))
+        wrong = [*descs[:i], _other_desc(descs[i], rng), *descs[i + 1 :]]
+        return _objects_text(descs), _objects_text(wrong)
     if kind == "region":
         o = objs[rng.integers(len(objs))]
-        where = "in the sky" if o.region == "sky" else "on the ground"
-        return f"a {o.desc.text()} {where}"
+        where = {"sky": "in the sky", "ground": "on the ground"}
+        true = f"a {o.desc.text()} {where[o.region]}"
+        present = {(x.desc, x.region) for x in objs}
+        if rng.random() < 0.5 and (o.desc, _other_region(o.region)) not in present:
+            return true, f"a {o.desc.text()} {where[_other_region(o.region)]}"
+        d = _other_desc(o.desc, rng)
+        return true, None if (d, o.region) in present else f"a {d.text()} {where[o.region]}"
     pairs = [(a, b, p) for a in objs for b in objs if a is not b for p in _relation(a, b, max(sc.size))]
     if not pairs:
-        return None
+        return None, None
     a, b, p = pairs[rng.integers(len(pairs))]
-    return Caption(a.desc, p, b.desc, sc.scene).text()
+    true = Caption(a.desc, p, b.desc, sc.scene)
+    change = rng.integers(3)
+    if change == 0:  # the opposite clearly holds: the pair's offset exceeds the margin the other way round
+        wrong = Caption(a.desc, OPPOSITE[p], b.desc, sc.scene)
+    else:
+        d = _other_desc(a.desc if change == 1 else b.desc, rng)
+        wrong = Caption(d, p, b.desc, sc.scene) if change == 1 else Caption(a.desc, p, d, sc.scene)
+        holds = {(x.desc, q, y.desc) for x in objs for y in objs if x is not y for q in _relation(x, y, max(sc.size))}
+        if (wrong.obj, wrong.pred, wrong.ref) in holds:
+            return true.text(), None
+    return true.text(), wrong.text()
 
 
-def caption_pairs(scenes: Sequence[SceneImage], kinds: Sequence[str], seed: int) -> list[tuple[Side, Side]]:
-    """Every (image, caption) pair the training draws from: per image, a few captions of each kind."""
+def _objects_text(descs: Sequence[Desc]) -> str:
+    return "from left to right: " + ", ".join(f"a {d.text()}" for d in descs)
+
+
+def _other_region(region: str) -> str:
+    return "ground" if region == "sky" else "sky"
+
+
+def _other_desc(d: Desc, rng: np.random.Generator) -> Desc:
+    """The same description with one attribute (size, colour or shape) changed; never a held-out colour and
+    shape combination (those stay out of every training text, as in SCaR-synth)."""
+    options = [
+        [Desc(s, d.colour, d.shape) for s in SIZES if s != d.size],
+        [Desc(d.size, c, d.shape) for c in COLOURS if c != d.colour and (c, d.shape) not in HELD_OUT],
+        [Desc(d.size, d.colour, s) for s in SHAPES if s != d.shape and (d.colour, s) not in HELD_OUT],
+    ]
+    chosen = options[int(rng.integers(3))] or options[0]
+    return chosen[int(rng.integers(len(chosen)))]
+
+
+def caption_pairs(
+    scenes: Sequence[SceneImage], kinds: Sequence[str], seed: int
+) -> list[tuple[Side, Side, Side | None]]:
+    """Every (image, caption, false caption or None) triple the training draws from: per image, a few
+    captions of each kind, each with a false caption one element away (caption_and_negative)."""
     rng = np.random.default_rng(seed)
     out = []
     for sc in scenes:
         image = Side(IMAGE_INSTRUCTION, sc.image)
         for kind in kinds:
             for _ in range(1 if kind == "scene" else 2):
-                text = caption(sc, kind, rng)
+                text, wrong = caption_and_negative(sc, kind, rng)
                 if text is not None:
-                    out.append((image, Side(text)))
+                    out.append((image, Side(text), None if wrong is None else Side(wrong)))
     return out
 
 

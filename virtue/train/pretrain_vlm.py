@@ -26,22 +26,35 @@ from ..models.embedder import Embedder
 from ..models.processor import Processor
 from .pretrain_optim import PretrainOptimizer
 from .pretrain_sam import DenseHeads
+from .pretrain_text import CaptionHeads, labelled
 
 Encode = Callable[[Sequence[Side]], Tensor]  # sides -> [B, D] L2-normalised embeddings (with gradients)
 # image sides -> (embeddings [B, D], image tokens as a map [B, D, side, side]), both with gradients
 EncodeImages = Callable[[Sequence[Side]], tuple[Tensor, Tensor]]
 
 
-def clip_loss(img: Tensor, txt: Tensor, texts: Sequence[str], temperature: float) -> Tensor:
+def clip_loss(
+    img: Tensor,
+    txt: Tensor,
+    texts: Sequence[str],
+    temperature: float,
+    neg: Tensor | None = None,
+    neg_texts: Sequence[str] = (),
+) -> Tensor:
     """Symmetric InfoNCE over the batch. Two images may share a caption ("a beach scene"): such pairs are
-    not negatives of each other, so they are masked out of the logits."""
-    logits = img @ txt.T / temperature  # [B, B]
-    ids = {t: i for i, t in enumerate(texts)}
-    code = torch.tensor([ids[t] for t in texts])
-    same = (code[:, None] == code[None, :]) & ~torch.eye(len(texts), dtype=torch.bool)
+    not negatives of each other, so they are masked out of the logits. `neg` [N, D] are false captions
+    (one element changed), extra candidates of every image in the image->caption direction."""
+    all_texts = [*texts, *neg_texts]
+    cand = txt if neg is None else torch.cat([txt, neg])
+    logits = img @ cand.T / temperature  # [B, B + N]
+    ids = {t: i for i, t in enumerate(all_texts)}
+    code = torch.tensor([ids[t] for t in all_texts])
+    b = len(texts)
+    same = code[:b, None] == code[None, :]  # [B, B + N]: the row's own caption text elsewhere
+    same[torch.arange(b), torch.arange(b)] = False
     logits = logits.masked_fill(same, float("-inf"))
-    target = torch.arange(len(texts))
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    target = torch.arange(b)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits[:, :b].T, target))
 
 
 @torch.no_grad()
@@ -77,7 +90,7 @@ def train_aligner(
     params: Sequence[torch.nn.Parameter],
     encode: Encode,
     encode_images: EncodeImages,
-    train_pairs: Sequence[tuple[Side, Side]],
+    train_pairs: Sequence[tuple[Side, Side, Side | None]],
     eval_by_kind: dict[str, tuple[Sequence[Side], Sequence[Side]]],
     *,
     steps: int,
@@ -89,16 +102,20 @@ def train_aligner(
     cells: dict[str, np.ndarray] | None = None,
     num_classes: dict[str, int] | None = None,
     dense_weight: float = 0.0,
+    caption_weight: float = 0.0,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, float]:
-    """Train the parameters behind `encode` on (image side, caption side) pairs; returns held-out R@1 per
-    caption kind and timings. With `cells` (image path -> [A, side, side] class ids of the object under each
-    image token, -100 where none) per-location heads of width `dim` are trained on the image tokens: with the VLM at
-    `dense_weight` > 0, else on detached tokens as a probe; their held-out accuracy is reported."""
+    """Train the parameters behind `encode` on (image side, caption side, false caption side or None)
+    triples; returns held-out R@1 per caption kind and timings. With `cells` (image path -> [A, side, side]
+    class ids of the object under each image token, -100 where none) per-location heads of width `dim` are
+    trained on the image tokens: with the VLM at `dense_weight` > 0, else on detached tokens as a probe;
+    their held-out accuracy is reported. Caption heads (pretrain_text) read the elements of every caption in
+    SCaR-synth's grammar back from its embedding, likewise at `caption_weight` or as a probe."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     dense = DenseHeads(dim, num_classes) if cells is not None and num_classes else None
-    heads = [] if dense is None else list(dense.parameters())
+    readers = CaptionHeads(dim) if dim else None
+    heads = [*([] if dense is None else dense.parameters()), *([] if readers is None else readers.parameters())]
     optim = PretrainOptimizer([*params, *heads], lr=lr, steps=steps)
     start = time.perf_counter()
     bar = tqdm(range(steps), desc="pretrain qwen2vl", disable=None)
@@ -107,14 +124,23 @@ def train_aligner(
         batch = [train_pairs[i] for i in idx]
         images = [b[0] for b in batch]
         img, maps = encode_images(images)
-        txt = encode([b[1] for b in batch])
-        loss = clip_loss(img, txt, [b[1].text for b in batch], temperature)
+        negs = [p[2] for p in batch if p[2] is not None]
+        txt = encode([p[1] for p in batch] + negs)  # [B + N, D]: captions, then false captions
+        n = len(batch)
+        texts, neg_texts = [p[1].text for p in batch], [x.text for x in negs]
+        loss = clip_loss(img, txt[:n], texts, temperature, txt[n:] if negs else None, neg_texts)
         parts = {"vlm/loss": float(loss.detach())}
         if dense is not None:
             target = torch.from_numpy(np.stack([cells[s.image] for s in images]))
             dense_loss = dense.loss(maps if dense_weight > 0 else maps.detach(), target)
             loss = loss + (dense_weight if dense_weight > 0 else 1.0) * dense_loss
             parts["vlm/dense_loss"] = float(dense_loss.detach())
+        rows, labels = labelled(texts) if readers is not None else ([], None)
+        if labels is not None:
+            emb = txt[rows]
+            caption_loss = readers.loss(emb if caption_weight > 0 else emb.detach(), labels)
+            loss = loss + (caption_weight if caption_weight > 0 else 1.0) * caption_loss
+            parts["vlm/caption_loss"] = float(caption_loss.detach())
         optim.step(loss)
         bar.set_postfix(loss=f"{parts['vlm/loss']:.3f}")
         if on_step is not None:
@@ -124,6 +150,13 @@ def train_aligner(
     for kind, (images, captions) in eval_by_kind.items():
         for name, v in retrieval_at_1(encode, images, captions).items():
             metrics[f"eval_{kind}_{name}"] = v
+    if readers is not None and "relation" in eval_by_kind:
+        caps = [c.text for c in eval_by_kind["relation"][1]]
+        rows, labels = labelled(caps)
+        if labels is not None:
+            with torch.no_grad():
+                emb = torch.cat([encode([Side(caps[i]) for i in rows[j : j + 64]]) for j in range(0, len(rows), 64)])
+            metrics.update(readers.accuracy(emb, labels))
     if dense is not None:
         held_out = sorted({s.image for images, _ in eval_by_kind.values() for s in images if s.image in cells})
         sides = [Side(IMAGE_INSTRUCTION, path) for path in held_out]

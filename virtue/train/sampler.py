@@ -40,13 +40,17 @@ class SourceBatchSampler:
             raise UserError(f"train.batch_size: {batch_size} is larger than every source ({self._sizes()})")
         if small:
             warnings.warn(f"sources smaller than one batch are not used: {', '.join(small)}", stacklevel=2)
-        if hard_negatives:
-            short = next((i for i, p in enumerate(pairs) if len(p.negatives) < hard_negatives), None)
-            if short is not None:
-                raise UserError(
-                    f"train.hard_negatives: {hard_negatives} per query, but pair {short} of source "
-                    f"'{pairs[short].source}' has only {len(pairs[short].negatives)} negatives"
-                )
+        # Hard negatives per query, per source: a source without any (MMEB's training sets) gets none, so
+        # `train.source: both` mixes sources with and without distractors; a source with too few is an error.
+        self.k_of = {
+            src: hard_negatives if any(len(pairs[i].negatives) for i in ix) else 0 for src, ix in self.sources.items()
+        }
+        short = next((i for i, p in enumerate(pairs) if len(p.negatives) < self.k_of[p.source]), None)
+        if short is not None:
+            raise UserError(
+                f"train.hard_negatives: {hard_negatives} per query, but pair {short} of source "
+                f"'{pairs[short].source}' has only {len(pairs[short].negatives)} negatives"
+            )
         self.batches_per_epoch = sum(len(ix) // batch_size for ix in self.sources.values())
         self._epoch: tuple[int, list[np.ndarray]] | None = None
 
@@ -73,10 +77,11 @@ class SourceBatchSampler:
         if self.batch_size % world_size:
             raise UserError(f"train.batch_size: {self.batch_size} is not divisible by the {world_size} processes")
         idx = self.indices(step)
+        k = self.k_of[self.pairs[idx[0]].source]  # one source per batch
         rng = np.random.default_rng([self.seed, step, 1])  # hard-negative choice, also a function of the step
-        chosen = [rng.choice(len(self.pairs[i].negatives), self.k, replace=False) for i in idx] if self.k else []
+        chosen = [rng.choice(len(self.pairs[i].negatives), k, replace=False) for i in idx] if k else []
         b = self.batch_size // world_size
         shard = slice(rank * b, (rank + 1) * b)
         pairs = [self.pairs[i] for i in idx[shard]]
-        negs = [pair.negatives[j] for pair, js in zip(pairs, chosen[shard], strict=True) for j in js] if self.k else []
+        negs = [pair.negatives[j] for pair, js in zip(pairs, chosen[shard], strict=True) for j in js] if k else []
         return Batch([p.query for p in pairs], [p.positive for p in pairs], negs, pairs[0].source)
