@@ -30,7 +30,7 @@ class Batch:
 
 class SourceBatchSampler:
     def __init__(self, pairs: Sequence[TrainPair], batch_size: int, seed: int, hard_negatives: int = 0):
-        self.pairs, self.batch_size, self.seed, self.k = pairs, batch_size, seed, hard_negatives
+        self.pairs, self.batch_size, self.seed = pairs, batch_size, seed
         by_source: dict[str, list[int]] = {}
         for i, pair in enumerate(pairs):
             by_source.setdefault(pair.source, []).append(i)
