@@ -17,8 +17,8 @@ from ..config import ExperimentConfig
 from ..data.corpus import corpus_texts
 from ..data.prompts import coco_to_xyxy
 from ..data.scenes import read_scenes
-from ..data.synth.captions import CLEAR
-from ..data.synth.vocab import COLOURS, HELD_OUT, PREDICATES, SHAPES, SIZES, Caption, Desc
+from ..data.synth.captions import CLEAR, one_change
+from ..data.synth.vocab import COLOURS, PREDICATES, SHAPES, SIZES, Caption, Desc
 from ..data.types import Side
 from ..errors import UserError
 from ..models.backbones import load_image, sam_pixels
@@ -175,7 +175,7 @@ def caption_and_negative(sc: SceneImage, kind: str, rng: np.random.Generator) ->
     else:
         d = _other_desc(a.desc if change == 1 else b.desc, rng)
         wrong = Caption(d, p, b.desc, sc.scene) if change == 1 else Caption(a.desc, p, d, sc.scene)
-        holds = {(x.desc, q, y.desc) for x in objs for y in objs if x is not y for q in _relation(x, y, max(sc.size))}
+        holds = {(x.desc, q, y.desc) for x, y, q in pairs}
         if (wrong.obj, wrong.pred, wrong.ref) in holds:
             return true.text(), None
     return true.text(), wrong.text()
@@ -190,13 +190,10 @@ def _other_region(region: str) -> str:
 
 
 def _other_desc(d: Desc, rng: np.random.Generator) -> Desc:
-    """The same description with one attribute (size, colour or shape) changed; never a held-out colour and
-    shape combination (those stay out of every training text, as in SCaR-synth)."""
-    options = [
-        [Desc(s, d.colour, d.shape) for s in SIZES if s != d.size],
-        [Desc(d.size, c, d.shape) for c in COLOURS if c != d.colour and (c, d.shape) not in HELD_OUT],
-        [Desc(d.size, d.colour, s) for s in SHAPES if s != d.shape and (d.colour, s) not in HELD_OUT],
-    ]
+    """The same description with one attribute (size, colour or shape, drawn first) changed: SCaR-synth's own
+    one-attribute changes, which never form a held-out colour and shape combination."""
+    changes = one_change(d)
+    options = [[x for x in changes if getattr(x, a) != getattr(d, a)] for a in ("size", "colour", "shape")]
     chosen = options[int(rng.integers(3))] or options[0]
     return chosen[int(rng.integers(len(chosen)))]
 

@@ -79,7 +79,7 @@ def make_query(scene: Scene, t: int, rng: np.random.Generator, counts: tuple[int
     others.sort(key=lambda o: not holds(pred, o, ref, scene.size))
     obj_swaps = [(Caption(o.desc, pred, ref.desc, scene.scene), "object_in_image") for o in others]
     present = {o.desc for o in scene.objects}
-    absent = [d for d in _one_change(target.desc) if d not in present]
+    absent = [d for d in one_change(target.desc) if d not in present]
     rng.shuffle(absent)
     obj_swaps += [(Caption(d, pred, ref.desc, scene.scene), "object_absent") for d in absent]
 
@@ -108,7 +108,7 @@ def make_query(scene: Scene, t: int, rng: np.random.Generator, counts: tuple[int
     return Query(t, r, (gt, *(c for c, _ in chosen)), ("gt", *(k for _, k in chosen)))
 
 
-def _one_change(d: Desc) -> list[Desc]:
+def one_change(d: Desc) -> list[Desc]:
     """Descriptions one attribute away (never a held-out combination: those stay out of SCaR-synth's text)."""
     out = (
         [Desc(s, d.colour, d.shape) for s in SIZES if s != d.size]
