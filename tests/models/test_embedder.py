@@ -213,6 +213,20 @@ def test_bfloat16_backbones_keep_float32_trainable_weights(build, images):
     assert embedder.connector.reduce.weight.grad is not None
 
 
+def test_eager_attention_equals_sdpa_and_bf16_embeddings_are_float32(build, images):
+    sdpa, processor = build()
+    eager, _ = build(attention="eager")
+    assert eager.vlm.config.text_config._attn_implementation == "eager"
+    assert sdpa.vlm.config.text_config._attn_implementation == "sdpa"
+    inputs = processor(_sides(images))  # padded rows included: the mask must act alike in both kernels
+    with torch.no_grad():
+        torch.testing.assert_close(eager(inputs), sdpa(inputs), atol=2e-5, rtol=1e-4)
+        half, _ = build(dtype="bfloat16", attention="eager")
+        out = half(inputs)
+    assert out.dtype == torch.float32  # similarities and the loss in float32 whatever the backbones' dtype
+    torch.testing.assert_close(out, sdpa(inputs).detach(), atol=0.05, rtol=0)  # same model, bf16 rounding only
+
+
 @pytest.mark.gpu
 def test_cuda_matches_cpu(build, images):
     cpu, processor = build()

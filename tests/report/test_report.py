@@ -260,3 +260,18 @@ def test_departures_from_the_paper_are_listed_from_the_run_configs(workspace):
     lines = [line for line in md.splitlines() if line.startswith("- tiny-")]
     assert len(lines) == 1, lines  # global has no segmentation stream; crop no config
     assert "model.sam_box_mask: True" in lines[0] and "model.sam_trainable: decoder" in lines[0]
+
+
+def test_training_of_each_run_is_stated_from_its_run_folder(workspace):
+    from virtue.config import load_experiment, write_resolved
+
+    both = ["train.source=both", "train.steps=640", "train.batch_size=32", "train.hard_negatives=3"]
+    write_resolved(load_experiment("tiny", both), workspace / "runs" / "tiny-virtue")
+    write_resolved(load_experiment("tiny", ["train.source=scar", "train.steps=7"]), workspace / "runs" / "tiny-global")
+    md = build_report(workspace / "runs", workspace / "reports", prefix="tiny").read_text()
+    intro = md.split("Training of these runs:", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in intro.splitlines() if line.startswith("- tiny-")]
+    assert len(lines) == 2, lines  # crop's training folder has no config
+    assert lines[0].startswith("- tiny-virtue: 640 steps of 32 queries, 3 hard negatives")
+    assert "SCaR and MMEB" in lines[0]
+    assert lines[1].startswith("- tiny-global: 7 steps") and lines[1].endswith("on the SCaR training set")

@@ -28,11 +28,11 @@ def _text_features(text: str) -> Tensor:
 
 
 class ToyProcessor:
-    def __call__(self, sides: Sequence[Side]) -> dict[str, Tensor]:
+    def __call__(self, sides: Sequence[Side], *, pixels: bool = True) -> dict[str, Tensor]:
         text = torch.stack([_text_features(s.text) for s in sides])  # [B, FEAT]
-        image = torch.zeros(len(sides), FEAT)
+        image = torch.zeros(len(sides), FEAT)  # only the frozen part reads it: left empty without pixels
         for i, s in enumerate(sides):
-            if s.image is not None:
+            if s.image is not None and pixels:
                 data = np.frombuffer(Path(s.image).read_bytes(), dtype=np.uint8)[:FEAT].astype(np.float32)
                 image[i, : len(data)] = torch.from_numpy(data) / 255.0
         has_image = torch.tensor([s.image is not None for s in sides])

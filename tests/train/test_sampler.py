@@ -62,3 +62,18 @@ def test_a_source_without_distractors_gets_no_hard_negatives(tmp_path):
     for step in range(s.batches_per_epoch):
         batch = s.batch(step)
         assert len(batch.negatives) == (2 * 4 if batch.source == "scar" else 0)
+
+
+def test_a_source_weight_keeps_its_share_of_batches_and_rotates_them(tmp_path):
+    pairs = toy_pairs(tmp_path, n=128, sources=("scar", "mmeb"))  # 64 each -> 8 full batches of 8 per source
+    s = SourceBatchSampler(pairs, 8, seed=0, weights={"mmeb": 0.25})
+    assert s.batches_per_epoch == 8 + 2
+    per_epoch = [[s.indices(e * 10 + i) for i in range(10)] for e in range(4)]
+    for batches in per_epoch:
+        assert sum(pairs[b[0]].source == "mmeb" for b in batches) == 2  # a quarter of MMEB's batches
+        assert sum(pairs[b[0]].source == "scar" for b in batches) == 8  # all of SCaR's
+    used = {int(i) for batches in per_epoch for b in batches if pairs[b[0]].source == "mmeb" for i in b}
+    assert len(used) > 16  # other MMEB pairs in other epochs, not the same quarter again
+    assert SourceBatchSampler(pairs, 8, seed=0).batches_per_epoch == 16
+    with pytest.raises(UserError, match="unknown sources: other"):
+        SourceBatchSampler(pairs, 8, seed=0, weights={"other": 0.5})

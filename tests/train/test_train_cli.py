@@ -84,3 +84,19 @@ def test_virtue_train_deterministic_and_resumable(tmp_path, run_cli):
 def test_virtue_train_bad_override_is_one_line(run_cli):
     r = run_cli("train", "tiny", "train.hard_negatives=-1")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "hard_negatives" in r.stderr
+
+
+def test_both_sources_weight_only_mmeb_train(tmp_path):
+    from virtue.train.loop import load_train_data
+    from virtue.train.sampler import SourceBatchSampler
+
+    dirs = [f"data.scar_dir={tmp_path / 'scar'}", f"data.mmeb_dir={tmp_path / 'mmeb'}"]
+    sizes = ["data.synth.scar_train_per_subset=8", "data.synth.mmeb_train_per_task=8"]
+    synthesize(load_experiment("tiny", [*dirs, *sizes]).data, workspace_root(), progress=False)
+    cfg = load_experiment("tiny", [*dirs, "train.source=both", "train.mmeb_weight=0.5"])
+    pairs, weights = load_train_data(cfg)
+    mmeb = {p.source for p in pairs} - {"crowded", "mixed", "relation", "scene", "small"}  # SCaR's subsets
+    assert mmeb and weights == {task: 0.5 for task in mmeb}
+    s = SourceBatchSampler(pairs, 4, seed=0, hard_negatives=2, weights=weights)
+    assert s.kept == {src: (1 if src in mmeb else 2) for src in s.sources}  # 8 pairs = 2 batches of 4 each
+    assert load_train_data(load_experiment("tiny", [*dirs, "train.source=both"]))[1] == {}

@@ -67,9 +67,14 @@ def test_gradcache_equals_plain_on_tiny_virtue(tmp_path, dropout):
         assert torch.allclose(got[k], ref[k], atol=1e-5, rtol=0), (k, (got[k] - ref[k]).abs().max())
 
 
-def test_cached_equals_uncached_embeddings(tmp_path):
-    ref, out, _, cache, n = encode_twice_through_cache(tiny_experiment(tmp_path), tmp_path)
+@pytest.mark.parametrize("variant", ["virtue", "global", "crop"])
+def test_cached_equals_uncached_embeddings(tmp_path, variant):
+    cfg = tiny_experiment(tmp_path, f"model.variant={variant}")
+    ref, out, prepared, cache, n = encode_twice_through_cache(cfg, tmp_path)
     assert cache.hits == n - 1  # every image row; the text-only row is not cached
+    inputs = prepared[0]
+    assert inputs.pixel_values is None and inputs.sam_pixels is None  # a cache hit decodes no image
+    assert inputs.image_grid_thw.tolist() == [[1, 12, 12]] * (n - 1)  # 96 px / patch 8, as with pixels
     assert torch.equal(out, ref)
 
 

@@ -61,7 +61,14 @@ class ModelConfig(Section):
     release_connector: str | None = Field(
         None, description="the release's sam2_reducer_and_vlm_layer.pth (or its folder) loaded into the connector"
     )
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="dtype of the frozen backbones; trained weights stay float32 (the paper: bf16)"
+    )
+    attention: Literal["sdpa", "eager"] = Field(
+        "sdpa",
+        description="the LLM's attention kernel. eager (plain matmul + softmax) is faster on CPU for the tiny "
+        "default's short sequences, most of all in bfloat16, whose SDPA backward on CPU is slow",
+    )
     sam_trainable: Literal["none", "decoder"] = Field(
         "none",
         description=(

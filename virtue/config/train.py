@@ -26,6 +26,13 @@ class TrainConfig(Section):
     hard_negatives: int = Field(0, ge=0, description="distractors per query added as extra negatives")
     bidirectional: bool = False
     source: Literal["scar", "mmeb", "both"] = Field("scar", description="training data")
+    mmeb_weight: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="share of MMEB-train's batches used in each epoch (1: all, in proportion to its size; "
+        "0.25: a quarter, a different quarter each epoch); with source both, sets how much of training is MMEB",
+    )
     checkpoint_every: int = Field(200, ge=0, description="steps between checkpoints; 0 = only at the end")
     resume: str = Field("auto", description="'auto' (latest in the run folder), 'never', or a checkpoint path")
     feature_cache: bool = Field(True, description="cache frozen SAM-2 / vision-tower outputs on disk")

@@ -56,7 +56,10 @@ def _dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
 
 
-def build_vlm(spec: BackboneConfig, *, root: Path, meta: bool = False, dtype: str = "float32") -> Qwen2VLModel:
+def build_vlm(
+    spec: BackboneConfig, *, root: Path, meta: bool = False, dtype: str = "float32", attention: str = "sdpa"
+) -> Qwen2VLModel:
+    """attention: the attention kernel of the LLM and the vision tower (model.attention)."""
     if meta or spec.preset:
         name = _meta_preset(spec, "vlm") if meta else spec.preset
         try:
@@ -64,8 +67,10 @@ def build_vlm(spec: BackboneConfig, *, root: Path, meta: bool = False, dtype: st
         except KeyError as e:
             raise UserError(f"model.vlm.preset: {e.args[0]}") from None
         with torch.device("meta") if meta else contextlib.nullcontext():
-            return Qwen2VLModel(config).to(_dtype(dtype))
-    return _from_pretrained(Qwen2VLModel, spec, "vlm", root, dtype=_dtype(dtype))
+            model = Qwen2VLModel(config).to(_dtype(dtype))
+        model.set_attn_implementation(attention)
+        return model
+    return _from_pretrained(Qwen2VLModel, spec, "vlm", root, dtype=_dtype(dtype), attn_implementation=attention)
 
 
 def build_sam(
@@ -178,6 +183,15 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot read image: {e}") from None
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding the pixels."""
+    try:
+        with Image.open(path) as im:
+            return im.size
     except (OSError, ValueError) as e:
         raise UserError(f"{path}: cannot read image: {e}") from None
 

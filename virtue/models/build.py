@@ -57,7 +57,7 @@ def build_embedder(
     root = Path(root) if root is not None else workspace_root()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        vlm = build_vlm(cfg.vlm, root=root, meta=meta, dtype=cfg.dtype)
+        vlm = build_vlm(cfg.vlm, root=root, meta=meta, dtype=cfg.dtype, attention=cfg.attention)
         segmentation = connector = None
         if cfg.variant == "virtue":
             sam = build_sam(cfg.sam, image_size=cfg.sam_image_size, root=root, meta=meta, dtype=cfg.dtype)

@@ -194,7 +194,9 @@ class Embedder(nn.Module):
             position_ids=self.position_ids(inputs),
             use_cache=False,
         ).last_hidden_state  # [B, L, D]
-        return F.normalize(pool_last(hidden, inputs.attention_mask), dim=-1)
+        # float32 from here: bf16 similarities (about 3 significant digits) would blur the margins that the
+        # temperature-scaled loss works on
+        return F.normalize(pool_last(hidden, inputs.attention_mask).float(), dim=-1)
 
     # ------------------------------------------------------------ trainable state
 

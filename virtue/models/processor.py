@@ -15,7 +15,7 @@ from PIL import Image
 from ..data.prompts import BOX_LABELS, VisualPrompt, grid_prompt, to_frame
 from ..data.types import Side
 from ..errors import UserError
-from .backbones import box_mask_logits, load_image, mask_logits, sam_pixels, vlm_image_processor
+from .backbones import box_mask_logits, image_size, load_image, mask_logits, sam_pixels, vlm_image_processor
 
 Variant = str  # "virtue" | "global" | "crop"
 
@@ -117,6 +117,8 @@ class Processor:
         self.image_processor = vlm_image_processor(vision_config, vlm_image_size)
         merged = vlm_image_size // (vision_config.patch_size * vision_config.spatial_merge_size)
         self.image_tokens = merged * merged
+        patches = vlm_image_size // vision_config.patch_size
+        self.grid_thw = torch.tensor([[1, patches, patches]])  # every image: one frame, a fixed patch grid
         ids = tokenizer.convert_tokens_to_ids
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else ids("<|endoftext|>")
         self.image_id, self.start_id, self.end_id = ids("<|image_pad|>"), ids("<|vision_start|>"), ids("<|vision_end|>")
@@ -138,7 +140,9 @@ class Processor:
             dense = box_mask_logits(prompt.box, width, height, self.sam_mask_side)
         return SamPrompt(torch.tensor(xy, dtype=torch.float32), torch.tensor(labels, dtype=torch.int64), dense)
 
-    def __call__(self, sides: Sequence[Side]) -> ModelInputs:
+    def __call__(self, sides: Sequence[Side], *, pixels: bool = True) -> ModelInputs:
+        """pixels=False leaves out what only the frozen backbones read (VLM and SAM pixels): for rows whose
+        frozen features come from the feature cache. Token ids, positions and prompts are the same."""
         rows: list[list[int]] = []
         types: list[list[int]] = []
         slots: list[list[bool]] = []
@@ -160,14 +164,18 @@ class Processor:
                 has_seg.append(False)
                 keys.append("")
                 continue
-            image = load_image(side.image)
-            w, h = image.size
-            if self.variant == "crop":
-                image = image.crop(crop_region(side.prompt, w, h))
-            vlm_images.append(image.resize((self.vlm_image_size, self.vlm_image_size), Image.BICUBIC))
             seg = self.seg_tokens > 0
+            if pixels:
+                image = load_image(side.image)
+                w, h = image.size
+                if self.variant == "crop":
+                    image = image.crop(crop_region(side.prompt, w, h))
+                vlm_images.append(image.resize((self.vlm_image_size, self.vlm_image_size), Image.BICUBIC))
+                if seg:
+                    sam_images.append(sam_pixels(image, self.sam_image_size, double_norm=self.official_compat))
+            else:
+                w, h = image_size(side.image)
             if seg:
-                sam_images.append(sam_pixels(image, self.sam_image_size, double_norm=self.official_compat))
                 prompts.append(self._sam_prompt(side.prompt, w, h))
             vision = [self.image_id] * self.image_tokens
             if not self.official_compat:  # without <|vision_start|> image tokens lose their 2-D positions
@@ -212,6 +220,8 @@ class Processor:
         if vlm_images:
             pix = self.image_processor(images=vlm_images, return_tensors="pt")
             out.pixel_values, out.image_grid_thw = pix["pixel_values"], pix["image_grid_thw"]
+        elif any(has_image):  # pixels=False: the grid alone (M-RoPE positions need it)
+            out.image_grid_thw = self.grid_thw.repeat(sum(has_image), 1)
         if sam_images:
             out.sam_pixels = torch.stack(sam_images)
         return out

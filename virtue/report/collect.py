@@ -123,3 +123,28 @@ def deviations(runs: list[EvaluatedRun]) -> list[str]:
         if found:
             lines.append(f"{r.name}: " + "; ".join(found))
     return lines
+
+
+TRAINING_DATA = {
+    "scar": "the SCaR training set",
+    "mmeb": "the MMEB training set",
+    "both": "the SCaR and MMEB training sets, one source per batch (paper: MMEB first, then a SCaR fine-tune)",
+}
+
+
+def training_lines(runs: list[EvaluatedRun]) -> list[str]:
+    """One line per evaluated run on how it was trained, from its training run folder's resolved config."""
+    import yaml
+
+    lines = []
+    for r in runs:
+        path = r.curve_path.parent / "config.yaml"
+        if not path.is_file():
+            continue
+        t = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("train") or {}
+        data = TRAINING_DATA.get(t.get("source", "scar"), str(t.get("source")))
+        lines.append(
+            f"{r.name}: {t.get('steps')} steps of {t.get('batch_size')} queries, "
+            f"{t.get('hard_negatives', 0)} hard negatives per query that has distractors, on {data}"
+        )
+    return lines

@@ -13,7 +13,7 @@ import polars as pl
 
 from ..io import write_text
 from . import plots
-from .collect import VARIANTS, deviations, find_runs, find_sweeps, read_curve, rel
+from .collect import VARIANTS, deviations, find_runs, find_sweeps, read_curve, rel, training_lines
 from .tables import Table, bench_table, kinds_table, mmeb_table, mmeb_tasks_table, paper_tables, scar_table, sweep_table
 from .targets import Target, check_targets
 
@@ -114,6 +114,9 @@ def build_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, *, pre
         "Numbers are precision@1 x 100 unless a table says otherwise. Our numbers are measured on the synthetic "
         "benchmarks; the paper's are on the real SCaR and MMEB and are shown for reference only."
     )
+    trained = training_lines(runs)
+    if trained:
+        intro += "\n\nTraining of these runs:\n\n" + "\n".join(f"- {line}" for line in trained)
     departs = deviations(runs)
     if departs:
         intro += "\n\nDepartures from the paper's recipe in these runs (docs/research/pretraining.md):\n\n" + "\n".join(

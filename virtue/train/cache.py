@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -53,29 +53,33 @@ class FeatureCache:
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.safetensors"
 
-    def features(self, sides: Sequence[Side], compute: Callable[[], Features]) -> Features:
-        """The frozen features of `sides` as [B, ...] tensors. Only rows with an image are cached (rows
-        without one are zeros, whose shape depends on the rest of the batch). If every image row is cached
-        they are read; otherwise the whole batch is computed (one forward beats many partial ones) and stored."""
+    def lookup(self, sides: Sequence[Side]) -> Features | None:
+        """The frozen features of `sides` as [B, ...] tensors if every image row is cached, else None (also
+        for a batch without images: rows without one are zeros, whose shape depends on the rest)."""
         rows = [i for i, s in enumerate(sides) if s.image is not None]
         if not rows:
-            return compute()
+            return None
         paths = {i: self._path(self.key(sides[i])) for i in rows}
-        if all(p.is_file() for p in paths.values()):
-            loaded = {i: load_file(str(p)) for i, p in paths.items()}
-            self.hits += len(rows)
-            first = loaded[rows[0]]
-            out = {name: t.new_zeros((len(sides), *t.shape)) for name, t in first.items()}
-            for i, feats in loaded.items():
-                for name, t in feats.items():
-                    out[name][i] = t
-            return out
-        feats = compute()
+        if not all(p.is_file() for p in paths.values()):
+            return None
+        loaded = {i: load_file(str(p)) for i, p in paths.items()}
+        self.hits += len(rows)
+        first = loaded[rows[0]]
+        out = {name: t.new_zeros((len(sides), *t.shape)) for name, t in first.items()}
+        for i, feats in loaded.items():
+            for name, t in feats.items():
+                out[name][i] = t
+        return out
+
+    def store(self, sides: Sequence[Side], feats: Features) -> None:
+        """Write the image rows of freshly computed features (the whole batch is computed on any miss: one
+        forward beats many partial ones)."""
         for name, t in feats.items():
             if t.shape[0] != len(sides):
                 raise ValueError(f"frozen feature '{name}' has {t.shape[0]} rows for {len(sides)} inputs")
-        for i, p in paths.items():
+        rows = [i for i, s in enumerate(sides) if s.image is not None]
+        for i in rows:
+            p = self._path(self.key(sides[i]))
             if not p.is_file():
                 save_weights(p, {name: t[i] for name, t in feats.items()})
         self.misses += len(rows)
-        return feats

@@ -96,13 +96,17 @@ class Encoder:
         self.embedder, self.processor, self.device, self.cache = embedder, processor, device, cache
 
     def prepare(self, sides: Sequence[Side]) -> tuple[Any, dict[str, torch.Tensor] | None]:
-        """Everything that needs no graph: processed inputs and frozen features."""
-        inputs = self.processor(sides)
+        """Everything that needs no graph: processed inputs and frozen features. When the cache holds every
+        image row, the pixels (only the frozen backbones read them) are neither decoded nor resized."""
+        frozen = self.cache.lookup(sides) if self.cache is not None else None
+        inputs = self.processor(sides) if frozen is None else self.processor(sides, pixels=False)
         if self.device != "cpu":
             inputs = inputs.to(self.device)
         if self.cache is None:
             return inputs, None
-        frozen = self.cache.features(sides, lambda: self.embedder.frozen_features(inputs))
+        if frozen is None:
+            frozen = self.embedder.frozen_features(inputs)
+            self.cache.store(sides, frozen)
         return inputs, {k: v.to(self.device) for k, v in frozen.items()}
 
     def forward(self, prepared: tuple[Any, dict[str, torch.Tensor] | None]) -> torch.Tensor:
@@ -156,6 +160,7 @@ def fit(
     env: DistEnv | None = None,
     tracker: Any = None,
     cache_settings: str = "",
+    source_weights: dict[str, float] | None = None,
 ) -> Path:
     """Train `embedder` (its trainable parameters) on `pairs`; returns the run folder holding config.yaml,
     checkpoints/, metrics and the final trainable weights (trainable.safetensors)."""
@@ -168,7 +173,7 @@ def fit(
     broadcast_parameters(params)
     optimizer = _optimizer(embedder, tc)
     scheduler = _schedule(optimizer, tc)
-    sampler = SourceBatchSampler(pairs, tc.batch_size, tc.seed, tc.hard_negatives)
+    sampler = SourceBatchSampler(pairs, tc.batch_size, tc.seed, tc.hard_negatives, source_weights)
     cache = None
     if tc.feature_cache:
         cache_root = workspace_root() / tc.feature_cache_dir
@@ -243,10 +248,12 @@ def fit(
     return run_dir
 
 
-def load_train_pairs(cfg: ExperimentConfig) -> list[TrainPair]:
+def load_train_data(cfg: ExperimentConfig) -> tuple[list[TrainPair], dict[str, float]]:
+    """The training pairs of train.source, and the sampler's weight of each MMEB-train source (its datasets)."""
     root, d = workspace_root(), cfg.data
     image_root = str(root / d.image_root) if d.image_root else None
     pairs: list[TrainPair] = []
+    weights: dict[str, float] = {}
     if cfg.train.source in ("scar", "both"):
         from ..data.scar import read_scar_train
 
@@ -254,10 +261,16 @@ def load_train_pairs(cfg: ExperimentConfig) -> list[TrainPair]:
     if cfg.train.source in ("mmeb", "both"):
         from ..data.mmeb import read_mmeb_train
 
-        pairs += read_mmeb_train(root / d.mmeb_dir, image_root=image_root, skip_invalid=d.skip_invalid)
+        mmeb = read_mmeb_train(root / d.mmeb_dir, image_root=image_root, skip_invalid=d.skip_invalid)
+        weights = {p.source: cfg.train.mmeb_weight for p in mmeb} if cfg.train.mmeb_weight != 1 else {}
+        pairs += mmeb
     if not pairs:
         raise UserError(f"train.source: {cfg.train.source}: no training pairs found")
-    return pairs
+    return pairs, weights
+
+
+def load_train_pairs(cfg: ExperimentConfig) -> list[TrainPair]:
+    return load_train_data(cfg)[0]
 
 
 def cache_settings(cfg: ExperimentConfig) -> str:
@@ -277,6 +290,16 @@ def train(cfg: ExperimentConfig, *, tracker: Any = None) -> Path:
     env = init_distributed()
     seed_everything(cfg.train.seed)  # identical initial weights on every rank
     embedder, processor = build_embedder(cfg.model, root=workspace_root(), device=env.device)
-    pairs = load_train_pairs(cfg)
+    pairs, weights = load_train_data(cfg)
     run_dir = run_dir_of(cfg)
-    return fit(embedder, processor, pairs, cfg, run_dir, env=env, tracker=tracker, cache_settings=cache_settings(cfg))
+    return fit(
+        embedder,
+        processor,
+        pairs,
+        cfg,
+        run_dir,
+        env=env,
+        tracker=tracker,
+        cache_settings=cache_settings(cfg),
+        source_weights=weights,
+    )

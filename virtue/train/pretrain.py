@@ -107,7 +107,7 @@ def pretrain(cfg: ExperimentConfig, *, tracker=None, root: Path | None = None) -
     torch.manual_seed(p.seed + 1)
     vlm_dir = stage / "qwen2vl"
     tokenizer = train_tokenizer(tokenizer_corpus(root, cfg, train_scenes), vlm_dir)
-    vlm = build_vlm(BackboneConfig(preset=_arch(cfg, "vlm")), root=root)
+    vlm = build_vlm(BackboneConfig(preset=_arch(cfg, "vlm")), root=root, attention=cfg.model.attention)
     processor_kwargs = dict(
         vlm_image_size=cfg.model.vlm_image_size,
         sam_image_size=cfg.model.sam_image_size,

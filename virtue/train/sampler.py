@@ -9,7 +9,7 @@ for the next epoch's shuffle), and shuffles the order of all batches.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +29,17 @@ class Batch:
 
 
 class SourceBatchSampler:
-    def __init__(self, pairs: Sequence[TrainPair], batch_size: int, seed: int, hard_negatives: int = 0):
+    """weights: per source, the share of its full batches used in each epoch (default 1: all of them). A
+    source at 0.25 gives a quarter of its batches per epoch, a different quarter each epoch."""
+
+    def __init__(
+        self,
+        pairs: Sequence[TrainPair],
+        batch_size: int,
+        seed: int,
+        hard_negatives: int = 0,
+        weights: Mapping[str, float] | None = None,
+    ):
         self.pairs, self.batch_size, self.seed = pairs, batch_size, seed
         by_source: dict[str, list[int]] = {}
         for i, pair in enumerate(pairs):
@@ -51,7 +61,13 @@ class SourceBatchSampler:
                 f"train.hard_negatives: {hard_negatives} per query, but pair {short} of source "
                 f"'{pairs[short].source}' has only {len(pairs[short].negatives)} negatives"
             )
-        self.batches_per_epoch = sum(len(ix) // batch_size for ix in self.sources.values())
+        weights = dict(weights or {})
+        if unknown := sorted(set(weights) - set(self.sources)):
+            raise UserError(f"source weights for unknown sources: {', '.join(unknown)} (have: {self._sizes()})")
+        self.kept = {s: round(weights.get(s, 1.0) * (len(ix) // batch_size)) for s, ix in self.sources.items()}
+        self.batches_per_epoch = sum(self.kept.values())
+        if not self.batches_per_epoch:
+            raise UserError(f"source weights leave no batch to train on ({weights})")
         self._epoch: tuple[int, list[np.ndarray]] | None = None
 
     def _sizes(self) -> str:
@@ -61,9 +77,9 @@ class SourceBatchSampler:
         if self._epoch is None or self._epoch[0] != epoch:
             rng = np.random.default_rng([self.seed, epoch])
             batches = []
-            for ix in self.sources.values():
+            for src, ix in self.sources.items():
                 order, n = rng.permutation(ix), self.batch_size
-                batches += [order[i : i + n] for i in range(0, len(order) - n + 1, n)]
+                batches += [order[i : i + n] for i in range(0, len(order) - n + 1, n)][: self.kept[src]]
             self._epoch = (epoch, [batches[i] for i in rng.permutation(len(batches))])
         return self._epoch[1]
 
