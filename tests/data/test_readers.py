@@ -160,6 +160,21 @@ def test_scar_train_errors(tmp_path, images):
     with pytest.raises(UserError, match="row 0: prompt 'mask' needs a segmentation"):
         read_scar_train(data, prompt="mask", image_root=images)
     assert read_scar_train(data, prompt="points", image_root=images)[0].query.prompt.kind == "points"
+    _write(data / "train" / "A.parquet", [scar_train_row(neg_text=["x", "y"], neg_kind=["relation"])])
+    with pytest.raises(UserError, match=r"A\.parquet: row 0: neg_kind has 1 entries for 2 neg_text entries"):
+        read_scar_train(data, image_root=images)
+
+
+def test_scar_train_negative_kinds_stay_with_their_negatives(tmp_path, images):
+    data = tmp_path / "scar"
+    row = scar_train_row(
+        neg_text=["a cat left of a man", "", "a dog right of a man"], neg_kind=["object", "x", "relation"]
+    )
+    _write(data / "train" / "A.parquet", [row, scar_train_row(neg_text=["a dog left of a man"])])
+    with_kinds, without = read_scar_train(data, image_root=images)
+    assert [n.text for n in with_kinds.negatives] == ["a cat left of a man", "a dog right of a man"]
+    assert with_kinds.negative_kinds == ("object", "relation")  # the empty negative's kind goes with it
+    assert without.negative_kinds == ()
 
 
 def test_file_level_errors(tmp_path, images):

@@ -98,10 +98,14 @@ def main(argv: list[str]) -> int:
             write(Path(d) / "args.json", json.dumps(o, sort_keys=True))
     elif argv[0] == "pretrain":
         write(Path("runs/backbones/args.json"), json.dumps(o, sort_keys=True))
-    elif argv[0] == "train":
-        run = Path("runs") / o["name"]
-        write(run / "args.json", json.dumps(o, sort_keys=True))
-        write(run / "metrics.jsonl", "".join(json.dumps({"step": s, "loss": 2.0 / (s + 1)}) + "\n" for s in range(3)))
+    elif argv[0] == "train":  # the real command's --variants-from: one run per variant, <name>-<variant>
+        from virtue.cli.train_cmd import variants_from
+
+        for variant in variants_from(argv[argv.index("--variants-from") + 1]):
+            run = Path(o["train.output_dir"].format(name=f"{o['name']}-{variant}"))
+            write(run / "args.json", json.dumps(o | {"model.variant": variant}, sort_keys=True))
+            curve = "".join(json.dumps({"step": s, "loss": 2.0 / (s + 1)}) + "\n" for s in range(3))
+            write(run / "metrics.jsonl", curve)
     elif argv[0] == "eval":
         fake_eval(argv)
     elif argv[0] == "sweep":

@@ -47,13 +47,16 @@ def test_full_run_then_noop_then_partial(ws):
     calls = repro(ws, bin_dir, log)
     studies = yaml.safe_load((ws / "params.yaml").read_text())["sweeps"]["studies"]
     main_path = ["data synth", "eval", "eval", "eval", "pretrain", "report"]
-    assert kinds(calls) == main_path + ["sweep"] * len(studies) + ["train", "train", "train"]
-    train = [c for c in calls if c.startswith("train")]
-    steps = yaml.safe_load((ws / "params.yaml").read_text())["train"]["steps"]  # the shipped default
-    assert any("name=tiny-crop model.variant=crop" in c and f"train.steps={steps}" in c for c in train)
-    assert all("launcher.kind=inprocess" in c for c in calls if c.split()[0] in ("pretrain", "train", "eval"))
+    assert kinds(calls) == main_path + ["sweep"] * len(studies) + ["train"]  # one stage trains every variant
+    (train,) = [c for c in calls if c.startswith("train")]
+    params = yaml.safe_load((ws / "params.yaml").read_text())  # the shipped defaults
+    assert "--variants-from params.yaml" in train and "name=tiny train.output_dir=runs/train/{name}" in train
+    assert f"train.steps={params['train']['steps']}" in train
+    assert sorted(p.name for p in (ws / "runs" / "train").iterdir()) == sorted(f"tiny-{v}" for v in params["variants"])
+    kind = f"launcher.kind={params['launcher']['kind']}"
+    assert all(kind in c for c in calls if c.split()[0] in ("pretrain", "train", "eval"))
     ev = next(c for c in calls if c.startswith("eval") and "variant=virtue" in c)
-    assert "--checkpoint runs/tiny-virtue" in ev and "eval.output_dir=runs/eval/tiny-virtue" in ev
+    assert "--checkpoint runs/train/tiny-virtue" in ev and "eval.output_dir=runs/eval/tiny-virtue" in ev
 
     # metrics: dvc reads the files the report shows
     shown = dvc(ws, "metrics", "show", "--json")
@@ -85,7 +88,7 @@ def test_full_run_then_noop_then_partial(ws):
     # a training parameter: training, evaluation and report rerun; data and pre-training do not
     set_params(ws, train={"steps": 7})
     calls = repro(ws, bin_dir, log)
-    assert kinds(calls) == ["eval", "eval", "eval", "report", "train", "train", "train"]
+    assert kinds(calls) == ["eval", "eval", "eval", "report", "train"]
     assert all("train.steps=7" in c for c in calls if c.startswith("train"))
     diff = dvc(ws, "params", "diff", "--json")
     assert diff.returncode == 0 and '"train.steps"' in diff.stdout, diff.stdout

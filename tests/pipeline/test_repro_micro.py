@@ -41,7 +41,7 @@ def test_dvc_repro_micro(tmp_path):
             "mmeb_eval_per_task": 4,
         },
         pretrain={"sam_steps": 2, "vlm_steps": 2},
-        train={"steps": 2, "batch_size": 8, "hard_negatives": 3},  # as micro.yaml: params.yaml overrides it
+        train={"steps": 2, "batch_size": 8, "warmup_steps": 0, "hard_negatives": 3},  # params.yaml overrides micro.yaml
         eval={"batch_size": 16},
         sweeps={"studies": ["connector_depth"], "steps": 2, "warmup_steps": 0, "seeds": 1, "trials": 1, "workers": 2},
     )
@@ -52,7 +52,7 @@ def test_dvc_repro_micro(tmp_path):
     scar, mmeb = table_rows(md, "SCaR-synth: precision@1"), table_rows(md, "MMEB-synth: precision@1")
     for variant in ("virtue", "global", "crop"):
         m = json.loads((ws / "runs" / "eval" / f"micro-{variant}" / "metrics.json").read_text())
-        assert m["variant"] == variant and m["checkpoint"] == f"runs/micro-{variant}/trainable.safetensors"
+        assert m["variant"] == variant and m["checkpoint"] == f"runs/train/micro-{variant}/trainable.safetensors"
         label = f"{variant} (micro-{variant})"
         assert scar[label][-3] == f"{100 * m['scar']['overall']['hit@1']:.1f}"  # Overall, hit@5, MRR
         assert mmeb[label][-1] == f"{100 * m['mmeb']['overall']:.1f}"

@@ -1,6 +1,7 @@
 """The batch sampler: one source per batch, every pair once per epoch, a pure function of (seed, step)."""
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,23 @@ def test_a_source_weight_keeps_its_share_of_batches_and_rotates_them(tmp_path):
     assert SourceBatchSampler(pairs, 8, seed=0).batches_per_epoch == 16
     with pytest.raises(UserError, match="unknown sources: other"):
         SourceBatchSampler(pairs, 8, seed=0, weights={"other": 0.5})
+
+
+def test_hard_negatives_come_only_from_the_chosen_kinds(tmp_path):
+    kinds = ("scene", "relation", "scene", "object_absent", "scene")
+    pairs = [replace(p, negative_kinds=kinds) for p in toy_pairs(tmp_path, n=16, negatives=5)]
+    s = SourceBatchSampler(pairs, 4, seed=0, hard_negatives=2, kinds=["relation", "object_absent"])
+    allowed = {p.negatives[j].text for p in pairs for j in (1, 3)}
+    drawn = [n.text for step in range(8) for n in s.batch(step).negatives]
+    assert len(drawn) == 8 * 4 * 2 and set(drawn) <= allowed
+    assert set(drawn) == allowed  # both allowed negatives of each query get drawn over two epochs
+    everything = SourceBatchSampler(pairs, 4, seed=0, hard_negatives=2)
+    assert {n.text for step in range(8) for n in everything.batch(step).negatives} - allowed  # scenes too
+    with pytest.raises(UserError, match="has only 1 negatives of kind relation"):
+        SourceBatchSampler(pairs, 4, seed=0, hard_negatives=2, kinds=["relation"])
+    plain = toy_pairs(tmp_path, n=8)  # data without kinds (the real SCaR release): all negatives, and a warning
+    with pytest.warns(UserWarning, match="no negative kinds in the data of a "):
+        unkinded = SourceBatchSampler(plain, 4, seed=0, hard_negatives=2, kinds=["relation"])
+    assert [n.text for n in unkinded.batch(0).negatives] == [
+        n.text for n in SourceBatchSampler(plain, 4, 0, 2).batch(0).negatives
+    ]

@@ -100,3 +100,51 @@ def test_both_sources_weight_only_mmeb_train(tmp_path):
     s = SourceBatchSampler(pairs, 4, seed=0, hard_negatives=2, weights=weights)
     assert s.kept == {src: (1 if src in mmeb else 2) for src in s.sources}  # 8 pairs = 2 batches of 4 each
     assert load_train_data(load_experiment("tiny", [*dirs, "train.source=both"]))[1] == {}
+
+
+@pytest.mark.slow
+def test_variants_train_side_by_side_as_single_runs_do(tmp_path, run_cli):
+    """`--variants` submits one local job per variant at once; each run equals the same variant trained alone."""
+    cfg = load_experiment("tiny", [f"data.scar_dir={tmp_path / 'scar'}", "data.synth.scar_train_per_subset=8"])
+    synthesize(cfg.data, workspace_root(), only="scar", progress=False)
+    env = {"OMP_NUM_THREADS": "1"}
+    common = ["train.steps=2", "train.checkpoint_every=0", "launcher.cpus_per_task=1"]
+    both = _args(tmp_path, "runs/{name}", *common, "name=pair", "launcher.kind=local")
+    log_dir = f"launcher.log_dir={tmp_path / 'logs'}"
+    r = run_cli(*both, log_dir, "--variants", "global", "crop", env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split() == [
+        str(tmp_path / "runs" / f"pair-{v}" / "trainable.safetensors") for v in ("global", "crop")
+    ]
+    alone = run_cli(*_args(tmp_path, "alone", *common, "model.variant=crop"), env=env)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    assert _same(_weights(tmp_path / "runs" / "pair-crop"), _weights(tmp_path / "alone"))
+    assert not _same(_weights(tmp_path / "runs" / "pair-crop"), _weights(tmp_path / "runs" / "pair-global"))
+
+
+def test_variants_from_a_bad_file_is_one_line(tmp_path, run_cli):
+    (tmp_path / "p.yaml").write_text("variants: virtue\n")
+    for path, message in (
+        (tmp_path / "p.yaml", "key 'variants' must be a non-empty list"),
+        (tmp_path / "no.yaml", "cannot read"),
+    ):
+        r = run_cli("train", "tiny", "--variants-from", path)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr
+    r = run_cli("train", "tiny", "--variants", "virtue", "other")
+    assert r.returncode == 2 and "model.variant" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_variants_progress_reads_complete_lines_only(tmp_path):
+    from virtue.cli.train_cmd import _progress, variant_configs
+
+    cfgs = variant_configs("tiny", [f"train.output_dir={tmp_path}/{{name}}", "train.steps=10"], ["virtue", "crop"])
+    (tmp_path / "tiny-virtue").mkdir()
+    (tmp_path / "tiny-virtue" / "metrics.jsonl").write_text('{"step": 3}\n{"step": 4}\n{"step": 5, "lo')
+    bar, poll = _progress(cfgs)
+    with bar:
+        poll()  # the run is writing step 5: 4 done; crop has not started
+        assert (bar.n, bar.total) == (4, 20)
+        (tmp_path / "tiny-crop").mkdir()
+        (tmp_path / "tiny-crop" / "metrics.jsonl").write_text('{"step": 10}\n')
+        poll()
+        assert bar.n == 14

@@ -1,20 +1,37 @@
 """`virtue train EXPERIMENT [overrides]`: contrastive training of the embedder, tracked in MLflow, resumable.
-Under torchrun every process runs this command; a Slurm or submitit launch goes through the launcher."""
+Under torchrun every process runs this command; a Slurm or submitit launch goes through the launcher.
+With `--variants` (or `--variants-from`, for DVC) it trains one run per variant, named <name>-<variant>, all
+submitted at once: side by side on this machine (launcher.kind local) or on Slurm."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import sys
 from pathlib import Path
 
 from ..config import ExperimentConfig, load_experiment
+from ..errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the embedder (InfoNCE, GradCache, LoRA/DoRA; resumable)")
     p.add_argument("experiment", help="name under experiments/ (e.g. tiny) or a YAML path")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.steps=100")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--variants",
+        nargs="+",
+        metavar="VARIANT",
+        help="train these model variants, one run each named <name>-<variant>, all at once through the launcher",
+    )
+    which.add_argument(
+        "--variants-from",
+        metavar="YAML",
+        help="the same, with the top-level `variants` list of this file (params.yaml in the DVC pipeline)",
+    )
     p.set_defaults(func=_train)
 
 
@@ -43,19 +60,78 @@ def run_training(cfg: ExperimentConfig) -> str:
     return str(run_dir)
 
 
+def variants_from(path: str) -> list[str]:
+    """The top-level `variants` list of a YAML file (DVC's templating cannot put a list into a command)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise UserError(f"--variants-from {path}: cannot read it ({type(e).__name__})") from e
+    variants = data.get("variants") if isinstance(data, dict) else None
+    if not isinstance(variants, list) or not variants or not all(isinstance(v, str) for v in variants):
+        raise UserError(f"--variants-from {path}: key 'variants' must be a non-empty list of variant names")
+    return variants
+
+
+def variant_configs(experiment: str, overrides: list[str], variants: list[str]) -> list[ExperimentConfig]:
+    """One config per variant: the experiment with `overrides`, model.variant and name=<name>-<variant>."""
+    if len(set(variants)) != len(variants):
+        raise UserError(f"--variants: {' '.join(variants)}: a variant is named twice")
+    name = load_experiment(experiment, overrides).name
+    return [load_experiment(experiment, [*overrides, f"model.variant={v}", f"name={name}-{v}"]) for v in variants]
+
+
+def _progress(cfgs: list[ExperimentConfig]):
+    """A poll function for launch_all: one bar over the steps of every run, read from their metrics.jsonl."""
+    from tqdm import tqdm
+
+    from ..train.loop import run_dir_of
+
+    bar = tqdm(total=sum(c.train.steps for c in cfgs), desc="train " + " ".join(c.model.variant for c in cfgs))
+
+    def last_step(cfg: ExperimentConfig) -> int:
+        try:
+            text = (run_dir_of(cfg) / "metrics.jsonl").read_text(encoding="utf-8")
+        except OSError:
+            return 0
+        steps = [0]
+        for line in text.split("\n")[-4:-1]:  # complete lines only: the run may be writing the last one
+            with contextlib.suppress(ValueError):
+                steps.append(int(json.loads(line).get("step", 0)))
+        return max(steps)
+
+    def poll() -> None:
+        done = sum(min(last_step(c), c.train.steps) for c in cfgs)
+        bar.update(done - bar.n)
+
+    return bar, poll
+
+
 def _train(args: argparse.Namespace) -> int:
     from ..train.loop import TrainingInterrupted
 
-    cfg = load_experiment(args.experiment, args.overrides)
+    variants = args.variants or (variants_from(args.variants_from) if args.variants_from else None)
     try:
-        if cfg.launcher.kind == "inprocess":
-            run_dir = run_training(cfg)
-        else:
-            from ..orchestrate.launcher import launch
+        if variants is not None:
+            from ..orchestrate.launcher import launch_all
 
-            run_dir = launch(run_training, cfg, launcher=cfg.launcher, name=f"train-{cfg.name}")
+            cfgs = variant_configs(args.experiment, args.overrides, variants)
+            bar, poll = _progress(cfgs)
+            with bar:
+                calls = [(f"train-{c.name}", (c,)) for c in cfgs]
+                run_dirs = launch_all(run_training, calls, launcher=cfgs[0].launcher, poll=poll)
+        else:
+            cfg = load_experiment(args.experiment, args.overrides)
+            if cfg.launcher.kind == "inprocess":
+                run_dirs = [run_training(cfg)]
+            else:
+                from ..orchestrate.launcher import launch
+
+                run_dirs = [launch(run_training, cfg, launcher=cfg.launcher, name=f"train-{cfg.name}")]
     except TrainingInterrupted as e:
         print(f"virtue: {e}", file=sys.stderr)
         return 128 + e.signum
-    print(Path(run_dir) / "trainable.safetensors")
+    for run_dir in run_dirs:
+        print(Path(run_dir) / "trainable.safetensors")
     return 0

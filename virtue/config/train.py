@@ -24,6 +24,11 @@ class TrainConfig(Section):
     schedule: Literal["linear", "cosine", "constant"] = "linear"
     temperature: float = Field(0.02, gt=0)
     hard_negatives: int = Field(0, ge=0, description="distractors per query added as extra negatives")
+    hard_negative_kinds: list[str] = Field(
+        default_factory=list,
+        description="draw hard negatives only from distractors of these kinds (the train data's neg_kind column, "
+        "e.g. [object_in_image, object_absent, relation]); empty = from all",
+    )
     bidirectional: bool = False
     source: Literal["scar", "mmeb", "both"] = Field("scar", description="training data")
     mmeb_weight: float = Field(

@@ -105,7 +105,8 @@ def read_scar_train(
     skip_invalid: bool = False,
     report: list[str] | None = None,
 ) -> list[TrainPair]:
-    """Every train row of every subset; source = subset; negatives = neg_text (a string or a list)."""
+    """Every train row of every subset; source = subset; negatives = neg_text (a string or a list), with
+    their kinds from the optional neg_kind column (SCaR-synth writes it; the real release has none)."""
     images = Images(_image_root(folder, image_root))
     out: list[TrainPair] = []
     for subset, path in train_files(folder).items():
@@ -116,8 +117,14 @@ def read_scar_train(
             pos_img = images.resolve(row["pos_image_path"])[0] if row.get("pos_image_path") else None
             if not pos_text and pos_img is None:
                 raise RowError("empty positive (pos_text and pos_image_path)")
-            negs = tuple(Side(text=strip_placeholder(t)) for t in _list(row.get("neg_text")) if t)
-            return TrainPair(query, Side(pos_text, str(pos_img) if pos_img else None), negs, subset)
+            texts = _list(row.get("neg_text"))
+            kinds = tuple(_list(row.get("neg_kind")))
+            if kinds and len(kinds) != len(texts):
+                raise RowError(f"neg_kind has {len(kinds)} entries for {len(texts)} neg_text entries")
+            keep = [j for j, t in enumerate(texts) if t]
+            negs = tuple(Side(text=strip_placeholder(texts[j])) for j in keep)
+            kinds = tuple(kinds[j] for j in keep) if kinds else ()
+            return TrainPair(query, Side(pos_text, str(pos_img) if pos_img else None), negs, subset, kinds)
 
         out += rows(path, read_table(path, TRAIN_COLUMNS), build, skip_invalid, report)
     return out

@@ -25,6 +25,7 @@ class TrainPair:
     positive: Side
     negatives: tuple[Side, ...] = ()  # hard negatives (e.g. SCaR distractors)
     source: str = ""  # dataset / subset: a batch is drawn from one source
+    negative_kinds: tuple[str, ...] = ()  # per negative, when the data says: "object_in_image", "scene", ...
 
 
 @dataclass(frozen=True)

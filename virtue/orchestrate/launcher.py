@@ -4,9 +4,11 @@ driver process touches dvc.lock."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -86,3 +88,58 @@ def launch(fn: Callable[..., T], *args: Any, launcher: LauncherConfig, name: str
     executor = make_executor(launcher, name)
     job = executor.submit(fn, *args, **kwargs)
     return wait(job, name)
+
+
+def local_threads(launcher: LauncherConfig, jobs: int) -> int:
+    """Torch threads of each of `jobs` local jobs sharing this machine: its cores split, at most cpus_per_task."""
+    return max(1, min(launcher.cpus_per_task, len(os.sched_getaffinity(0)) // jobs))
+
+
+def _with_threads(fn: Callable[..., T], threads: int, *args: Any) -> T:
+    import torch
+
+    torch.set_num_threads(threads)
+    return fn(*args)
+
+
+def launch_all(
+    fn: Callable[..., T],
+    calls: Sequence[tuple[str, tuple]],
+    *,
+    launcher: LauncherConfig,
+    poll: Callable[[], None] | None = None,
+) -> list[T]:
+    """fn(*args) for each (name, args), all at once where `launcher` says, and the results in order once every
+    job has ended. local: side by side on this machine, its cores split between them (local_threads); slurm: one
+    job each, running as the cluster allows; inprocess: one after another in this process. A failed job does not
+    stop the others; at the end one LaunchError names every failed job. `poll` is called about once a second
+    while jobs run (e.g. to show progress)."""
+    if launcher.kind == "inprocess":
+        return [fn(*args) for _, args in calls]
+    threads = local_threads(launcher, len(calls)) if launcher.kind == "local" else None
+    jobs = []
+    for name, args in calls:
+        executor = make_executor(launcher, name)
+        job = executor.submit(_with_threads, fn, threads, *args) if threads else executor.submit(fn, *args)
+        jobs.append((name, job))
+    try:
+        while not all(job.done() for _, job in jobs):
+            if poll is not None:
+                poll()
+            time.sleep(1.0)
+        if poll is not None:
+            poll()
+    except BaseException:  # the driver is stopping (Ctrl-C, a signal, a bug): do not leave the jobs behind
+        for _, job in jobs:
+            with contextlib.suppress(Exception):
+                job.cancel()
+        raise
+    results, failures = [], []
+    for name, job in jobs:
+        try:
+            results.append(wait(job, name))
+        except LaunchError as e:
+            failures.append(str(e))
+    if failures:
+        raise LaunchError("; ".join(failures))
+    return results

@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from ..errors import UserError
+from ..paths import workspace_root
 
 VARIANTS = ("virtue", "global", "crop")
 
@@ -42,9 +43,23 @@ def find_runs(runs_dir: Path, prefix: str | None = None) -> list[EvaluatedRun]:
         variant = m.get("variant", "?")
         if prefix is not None and name != f"{prefix}-{variant}":
             continue
-        found.append(EvaluatedRun(name, variant, path, m, runs_dir / name / "metrics.jsonl"))
+        found.append(EvaluatedRun(name, variant, path, m, training_folder(runs_dir, name, m) / "metrics.jsonl"))
     order = {v: i for i, v in enumerate(VARIANTS)}
     return sorted(found, key=lambda r: (order.get(r.variant, len(order)), r.name))
+
+
+def training_folder(runs_dir: Path, name: str, metrics: dict) -> Path:
+    """The training run folder of an evaluation: where its checkpoint came from (the path in its metrics,
+    from the runs folder's parent or the workspace root), else runs/train/<name> (the pipeline's), else
+    runs/<name> (a run trained alone)."""
+    checkpoint = metrics.get("checkpoint")
+    candidates = []
+    if checkpoint:
+        for base in (runs_dir.parent, workspace_root()):
+            path = base / checkpoint
+            candidates.append(path.parent if path.suffix else path)
+    candidates += [runs_dir / "train" / name, runs_dir / name]
+    return next((c for c in candidates if c.is_dir()), candidates[-1])
 
 
 def loss_key(columns: list[str]) -> str | None:
@@ -143,8 +158,10 @@ def training_lines(runs: list[EvaluatedRun]) -> list[str]:
             continue
         t = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("train") or {}
         data = TRAINING_DATA.get(t.get("source", "scar"), str(t.get("source")))
+        kinds = t.get("hard_negative_kinds") or []
+        drawn = f" (drawn from the kinds {', '.join(kinds)})" if kinds else ""
         lines.append(
             f"{r.name}: {t.get('steps')} steps of {t.get('batch_size')} queries, "
-            f"{t.get('hard_negatives', 0)} hard negatives per query that has distractors, on {data}"
+            f"{t.get('hard_negatives', 0)} hard negatives per query that has distractors{drawn}, on {data}"
         )
     return lines

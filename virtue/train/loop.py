@@ -173,7 +173,9 @@ def fit(
     broadcast_parameters(params)
     optimizer = _optimizer(embedder, tc)
     scheduler = _schedule(optimizer, tc)
-    sampler = SourceBatchSampler(pairs, tc.batch_size, tc.seed, tc.hard_negatives, source_weights)
+    sampler = SourceBatchSampler(
+        pairs, tc.batch_size, tc.seed, tc.hard_negatives, source_weights, tc.hard_negative_kinds
+    )
     cache = None
     if tc.feature_cache:
         cache_root = workspace_root() / tc.feature_cache_dir

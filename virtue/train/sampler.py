@@ -30,7 +30,9 @@ class Batch:
 
 class SourceBatchSampler:
     """weights: per source, the share of its full batches used in each epoch (default 1: all of them). A
-    source at 0.25 gives a quarter of its batches per epoch, a different quarter each epoch."""
+    source at 0.25 gives a quarter of its batches per epoch, a different quarter each epoch.
+    kinds: hard negatives are drawn only from a pair's negatives of these kinds (default: from all); pairs
+    whose data names no kinds draw from all their negatives, with a warning."""
 
     def __init__(
         self,
@@ -39,6 +41,7 @@ class SourceBatchSampler:
         seed: int,
         hard_negatives: int = 0,
         weights: Mapping[str, float] | None = None,
+        kinds: Sequence[str] = (),
     ):
         self.pairs, self.batch_size, self.seed = pairs, batch_size, seed
         by_source: dict[str, list[int]] = {}
@@ -55,11 +58,19 @@ class SourceBatchSampler:
         self.k_of = {
             src: hard_negatives if any(len(pairs[i].negatives) for i in ix) else 0 for src, ix in self.sources.items()
         }
-        short = next((i for i, p in enumerate(pairs) if len(p.negatives) < self.k_of[p.source]), None)
+        self.eligible = [self._eligible(p, kinds) if self.k_of[p.source] else () for p in pairs]
+        if kinds and (unkinded := sorted({p.source for p in pairs if p.negatives and not p.negative_kinds})):
+            warnings.warn(
+                f"train.hard_negative_kinds: no negative kinds in the data of {', '.join(unkinded)} (no neg_kind "
+                "column): their hard negatives come from all their distractors",
+                stacklevel=2,
+            )
+        short = next((i for i, p in enumerate(pairs) if len(self.eligible[i]) < self.k_of[p.source]), None)
         if short is not None:
+            which = f"negatives of kind {', '.join(kinds)}" if kinds else "negatives"
             raise UserError(
                 f"train.hard_negatives: {hard_negatives} per query, but pair {short} of source "
-                f"'{pairs[short].source}' has only {len(pairs[short].negatives)} negatives"
+                f"'{pairs[short].source}' has only {len(self.eligible[short])} {which}"
             )
         weights = dict(weights or {})
         if unknown := sorted(set(weights) - set(self.sources)):
@@ -69,6 +80,13 @@ class SourceBatchSampler:
         if not self.batches_per_epoch:
             raise UserError(f"source weights leave no batch to train on ({weights})")
         self._epoch: tuple[int, list[np.ndarray]] | None = None
+
+    @staticmethod
+    def _eligible(pair: TrainPair, kinds: Sequence[str]) -> tuple[int, ...]:
+        """Indices of the pair's negatives that hard negatives may be drawn from (all, if its data has no kinds)."""
+        if not kinds or not pair.negative_kinds:
+            return tuple(range(len(pair.negatives)))
+        return tuple(j for j, kind in enumerate(pair.negative_kinds) if kind in kinds)
 
     def _sizes(self) -> str:
         return ", ".join(f"{s}: {len(ix)}" for s, ix in self.sources.items())
@@ -95,7 +113,7 @@ class SourceBatchSampler:
         idx = self.indices(step)
         k = self.k_of[self.pairs[idx[0]].source]  # one source per batch
         rng = np.random.default_rng([self.seed, step, 1])  # hard-negative choice, also a function of the step
-        chosen = [rng.choice(len(self.pairs[i].negatives), k, replace=False) for i in idx] if k else []
+        chosen = [rng.choice(self.eligible[i], k, replace=False) for i in idx] if k else []
         b = self.batch_size // world_size
         shard = slice(rank * b, (rank + 1) * b)
         pairs = [self.pairs[i] for i in idx[shard]]
