@@ -68,3 +68,12 @@ def flaky_quadratic(cfg, *, tracker=None) -> dict:
     if os.environ.get("VIRTUE_TEST_FAIL"):
         raise RuntimeError("flaky: the node was not ready")
     return quadratic(cfg, tracker=tracker)
+
+
+def threads_and_where(tag: str, seconds: float = 0.0) -> dict:
+    """Who ran it, with how many torch threads, and when (it holds on for `seconds`)."""
+    import torch
+
+    start = time.time()
+    time.sleep(seconds)
+    return {"tag": tag, "threads": torch.get_num_threads(), "start": start, "end": time.time(), **where()}
