@@ -117,10 +117,13 @@ def _train(args: argparse.Namespace) -> int:
             from ..orchestrate.launcher import launch_all
 
             cfgs = variant_configs(args.experiment, args.overrides, variants)
-            bar, poll = _progress(cfgs)
-            with bar:
-                calls = [(f"train-{c.name}", (c,)) for c in cfgs]
-                run_dirs = launch_all(run_training, calls, launcher=cfgs[0].launcher, poll=poll)
+            calls = [(f"train-{c.name}", (c,)) for c in cfgs]
+            if cfgs[0].launcher.kind == "inprocess":  # one after another, each with its own progress bar
+                run_dirs = launch_all(run_training, calls, launcher=cfgs[0].launcher)
+            else:
+                bar, poll = _progress(cfgs)
+                with bar:
+                    run_dirs = launch_all(run_training, calls, launcher=cfgs[0].launcher, poll=poll)
         else:
             cfg = load_experiment(args.experiment, args.overrides)
             if cfg.launcher.kind == "inprocess":
