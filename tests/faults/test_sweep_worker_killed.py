@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from timelimits import JOB_TIME_MIN, WAIT_S
 
 from . import objectives
 
@@ -43,7 +44,7 @@ def workspace(tmp_path, monkeypatch) -> Path:
         "cells": [{"label": str(d), "overrides": [f"model.connector_depth={d}"]} for d in (1, 2, 3)],
         "metric": "score",
         "objective": f"{objectives.__name__}:killable_bowl",
-        "slurm": {"kind": "local", "time_min": 5, "cpus_per_task": 1, "mem_gb": 1, "log_dir": "runs/logs"},
+        "slurm": {"kind": "local", "time_min": JOB_TIME_MIN, "cpus_per_task": 1, "mem_gb": 1, "log_dir": "runs/logs"},
     }
     path = tmp_path / "sweeps" / "studies" / "killed.yaml"
     path.parent.mkdir(parents=True)
@@ -65,7 +66,7 @@ def test_killed_worker_cell_is_rerun_once_and_nothing_is_lost(workspace):
     killed: list[int] = []
 
     def killer() -> None:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + WAIT_S
         while not marker.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         if marker.exists():
@@ -77,7 +78,7 @@ def test_killed_worker_cell_is_rerun_once_and_nothing_is_lost(workspace):
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     first = run_sweep(spec, executor="local", workers=1)
-    thread.join(timeout=10)
+    thread.join(timeout=WAIT_S)
     assert killed, "the victim trial never started"
     assert first.completed == 2 and len(first.failed) == 1 and first.failed[0].startswith("2-"), first.failed
 

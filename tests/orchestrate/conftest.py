@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from timelimits import JOB_TIME_MIN
 
 from virtue.config import ExperimentConfig
 
@@ -78,7 +79,9 @@ def study_file(workspace, mlflow_template):
             "extra_metrics": ["nested.hit@1"],
             "seeds": 1,
             "objective": objective if ":" in objective else f"{objectives.__name__}:{objective}",
-            "slurm": {"kind": "slurm", "time_min": 5, "cpus_per_task": 1, "mem_gb": 1, "log_dir": "runs/logs"},
+            "slurm": {
+                "kind": "slurm", "time_min": JOB_TIME_MIN, "cpus_per_task": 1, "mem_gb": 1, "log_dir": "runs/logs"
+            },
             **fields,
         }
         path = workspace / "sweeps" / "studies" / f"{name}.yaml"

@@ -70,10 +70,27 @@ def flaky_quadratic(cfg, *, tracker=None) -> dict:
     return quadratic(cfg, tracker=tracker)
 
 
-def threads_and_where(tag: str, seconds: float = 0.0) -> dict:
-    """Who ran it, with how many torch threads, and when (it holds on for `seconds`)."""
+def threads_and_where(tag: str, meet: str | None = None, tags: tuple[str, ...] = ()) -> dict:
+    """Who ran it and with how many torch threads. With `meet` (a folder), it leaves its tag there and waits
+    until every tag of `tags` is there too: it returns only if all those jobs were running at the same time
+    (a rendezvous, not a race against the clock; the generous deadline only guards against a hang)."""
     import torch
 
-    start = time.time()
-    time.sleep(seconds)
-    return {"tag": tag, "threads": torch.get_num_threads(), "start": start, "end": time.time(), **where()}
+    if meet:
+        Path(meet, tag).write_text(str(os.getpid()))
+        deadline = time.monotonic() + 900
+        while not all(Path(meet, t).exists() for t in tags):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{tag}: the other jobs never ran beside this one")
+            time.sleep(0.05)
+    return {"tag": tag, "threads": torch.get_num_threads(), **where()}
+
+
+def reporting_quadratic(cfg, *, tracker=None, context=None) -> dict:
+    """quadratic, reached in 4 steps that each report an intermediate value (the score so far) to the
+    search's pruner, as the real objective does on its validation split."""
+    result = quadratic(cfg, tracker=tracker)
+    for step in (1, 2, 3, 4):
+        if context is not None and context.report is not None:
+            context.report(step, result["score"] * step / 4)
+    return result

@@ -13,6 +13,11 @@ from safetensors.torch import load_file
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 from _ddp_worker import model_and_batch, step  # noqa: E402
+from timelimits import JOB_TIME_MIN  # noqa: E402
+
+from virtue.numerics import close, relative_tolerance  # noqa: E402
+
+TOL = relative_tolerance(torch.float32)
 
 
 @pytest.mark.slow
@@ -25,9 +30,10 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
     loss, grads = step(*model_and_batch())
     for rank in (0, 1):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
-        assert abs(got["loss"].item() - loss.item()) < 1e-6
+        # gloo sums the ranks' shards in another order: equal within float32 rounding
+        assert abs(got["loss"].item() - loss.item()) <= TOL * abs(loss.item())
         for a, b in zip(got["grads"], grads, strict=True):
-            assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
+            assert close(a, b, torch.float32)
 
 
 @pytest.mark.slow
@@ -46,12 +52,12 @@ def test_training_loop_under_torchrun_matches_one_process(tmp_path):
     b = load_file(str(tmp_path / "two" / "trainable.safetensors"))
     assert a.keys() == b.keys()
     for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-5), k
+        assert close(a[k], b[k], torch.float32), k
     losses = [
         [json.loads(x)["loss"] for x in (tmp_path / r / "metrics.jsonl").read_text().splitlines()]
         for r in ("one", "two")
     ]
-    assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+    assert losses[0] == pytest.approx(losses[1], rel=TOL)
 
 
 @pytest.mark.slow
@@ -66,7 +72,7 @@ def test_submitit_tasks_form_the_process_group(tmp_path, monkeypatch):
     opts = ["steps=3", "dropout=0.0"]
     main(str(tmp_path / "one"), str(tmp_path), opts)
     executor = submitit.AutoExecutor(folder=tmp_path / "logs", cluster="local")
-    executor.update_parameters(tasks_per_node=2, timeout_min=5)
+    executor.update_parameters(tasks_per_node=2, timeout_min=JOB_TIME_MIN)
     job = executor.submit(main, str(tmp_path / "two"), str(tmp_path), opts)
     assert job.results() == [str(tmp_path / "two")] * 2
     assert (tmp_path / "two" / "checkpoints" / "step-00000003" / "rng-rank1.pt").is_file()  # one group of 2
@@ -74,4 +80,4 @@ def test_submitit_tasks_form_the_process_group(tmp_path, monkeypatch):
     a = load_file(str(tmp_path / "one" / "trainable.safetensors"))
     b = load_file(str(tmp_path / "two" / "trainable.safetensors"))
     for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-5), k
+        assert close(a[k], b[k], torch.float32), k

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from timelimits import WAIT_S
 
 from virtue.config import load_experiment
 from virtue.data.synth.build import synthesize
@@ -63,13 +64,13 @@ def test_virtue_train_deterministic_and_resumable(tmp_path, run_cli):
     full_env = {**os.environ, **env}
     proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "c" / "metrics.jsonl"
-    deadline = time.time() + 120
+    deadline = time.time() + WAIT_S
     while time.time() < deadline and proc.poll() is None:
         if metrics.is_file() and len(metrics.read_text().splitlines()) >= 1:
             break
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=WAIT_S)
     if proc.returncode == 0:
         pytest.skip("the run finished before the signal arrived")
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
