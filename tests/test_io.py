@@ -33,3 +33,16 @@ def test_check_writable_refuses_a_file_as_folder(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(UserError, match=r"afile/bench\.json: cannot write"):
         check_writable(tmp_path / "afile" / "bench.json")
+
+
+def test_atomic_writes_follow_the_umask(tmp_path):
+    """mkstemp creates 0600 files; an output is an ordinary file: 0666 less the umask, like `open` gives."""
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"a": 1})
+        assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+        os.umask(0o002)
+        write_json(tmp_path / "b.json", {"b": 1})
+        assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o664
+    finally:
+        os.umask(old)

@@ -11,13 +11,21 @@ from pathlib import Path
 from .errors import UserError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; on success rename it over `path`."""
+    """Yield a temporary path in the target's folder; on success rename it over `path`. The file gets the
+    permissions any new file gets (0666 less the umask), not mkstemp's private 0600."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_umask())
         os.close(fd)
     except OSError as e:
         raise UserError(f"{path}: cannot write: {e.strerror or e}") from e

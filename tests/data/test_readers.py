@@ -14,6 +14,7 @@ from PIL import Image
 from virtue.data import mmeb_task_info, read_mmeb_eval, read_mmeb_train, read_scar_eval, read_scar_train
 from virtue.data.check import check_folder
 from virtue.data.masks import decode_segmentation, encode_rle
+from virtue.data.validate import ReadLog
 from virtue.errors import UserError
 
 INSTR = "<|image_1|>\nFind the caption that best describes the object in the bounding box."
@@ -144,10 +145,11 @@ def test_scar_eval_row_errors_name_file_and_row(tmp_path, images, change, messag
         read_scar_eval(data, image_root=images)
     assert str(e.value).startswith(f"{path}: row 1: ") and message in str(e.value)
     assert "\n" not in str(e.value)
-    report: list[str] = []
+    report = ReadLog()
     with caplog.at_level(logging.WARNING, logger="virtue.data"):
         ok = read_scar_eval(data, image_root=images, skip_invalid=True, report=report)
-    assert len(ok) == 1 and len(report) == 1 and message in report[0]
+    assert len(ok) == 1 and len(report.errors) == 1 and message in report.errors[0]
+    assert report.rows == {str(path): 2}
     assert "skipped 1 invalid row(s) of 2" in caplog.text
 
 

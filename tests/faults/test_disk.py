@@ -82,3 +82,18 @@ def test_full_disk_patched_write(micro_data, tmp_path):
     user_error(r, str(out), "No space left")
     assert out.read_bytes() == before
     assert sorted(p.name for p in out_dir.iterdir()) == ["emb.npy"]
+
+
+@pytest.mark.slow
+def test_full_disk_during_data_synth(tmp_path, tmpfs, run_cli):
+    """A 256 KiB file system fills up while the set is generated: one line, and the earlier set stays."""
+    fs = tmpfs("256k")
+    (fs / "scar").mkdir()
+    (fs / "scar" / "earlier.txt").write_text("an earlier set")
+    sizes = ["data.synth.scar_train_per_subset=60", "data.synth.image_size=64"]
+    args = ["data", "synth", "tiny", f"data.root={tmp_path / 'real'}", f"data.scar_dir={fs / 'scar'}",
+            f"data.mmeb_dir={fs / 'mmeb'}", *sizes]  # fmt: skip
+    r = run_cli(*args, env=ENV, timeout=600)
+    user_error(r, str(fs / "scar"), "No space left")
+    assert sorted(p.name for p in fs.iterdir()) == ["scar"]  # no staging folder left behind
+    assert [p.name for p in (fs / "scar").iterdir()] == ["earlier.txt"]

@@ -121,3 +121,30 @@ def test_git_sha_of_the_source_checkout():
         pytest.skip("not a git checkout")
     sha = git_sha(root)
     assert sha is not None and len(sha) == 40 and int(sha, 16) >= 0
+
+
+def test_a_copied_workspace_logs_into_its_own_artifacts(workspace, cfg, mlflow_template, monkeypatch):
+    """mlflow.db keeps absolute artifact locations: a copy of the workspace used to log into the original's
+    mlartifacts/. Opening a tracker in the copy points its store at the copy (and says so)."""
+    shutil.copy(mlflow_template, workspace / "mlflow.db")
+    first = open_tracker(cfg, workspace / "runs" / "a")
+    (workspace / "note.txt").write_text("one")
+    first.log_artifact(workspace / "note.txt")
+    first.close()
+    copy = workspace.parent / f"{workspace.name}-copy"
+    shutil.copytree(workspace, copy)
+    monkeypatch.setenv("VIRTUE_ROOT", str(copy))
+    monkeypatch.chdir(copy)
+    with pytest.warns(UserWarning, match="artifact locations pointed into"):
+        second = open_tracker(cfg, copy / "runs" / "b")
+    (copy / "note.txt").write_text("two")
+    second.log_artifact(copy / "note.txt")
+    second.close()
+    client = MlflowClient(f"sqlite:///{copy / 'mlflow.db'}")
+    assert client.get_run(second.run_id).info.artifact_uri.startswith(f"file://{copy}/mlartifacts/")
+    assert client.get_run(first.run_id).info.artifact_uri.startswith(f"file://{copy}/mlartifacts/")  # moved too
+    assert [p.read_text() for p in (copy / "mlartifacts").rglob("note.txt")].count("two") == 1
+    assert not [p for p in (workspace / "mlartifacts").rglob("note.txt") if p.read_text() == "two"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # relocated once: the next tracker has nothing to say
+        open_tracker(cfg, copy / "runs" / "c").close()

@@ -14,6 +14,7 @@ from ..errors import UserError
 from ..io import write_text
 from ..paths import experiments_dir
 from .schema import ExperimentConfig
+from .yamlfile import read_yaml
 
 Key = tuple[str, ...]
 
@@ -33,14 +34,7 @@ def experiment_path(name_or_path: str | os.PathLike) -> Path:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path}:{where} invalid YAML: {getattr(e, 'problem', e)}") from e
-    except OSError as e:
-        raise UserError(f"{path}: cannot read: {e.strerror}") from e
+    data = read_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -83,11 +77,22 @@ def parse_override(text: str, file_label: str) -> tuple[Key, Any]:
     parts = tuple(key.strip().split("."))
     if any(not p for p in parts):
         raise UserError(f"{file_label}: override '{text}': empty component in key '{key}'")
+    return parts, override_value(raw)
+
+
+def override_value(raw: str) -> Any:
+    """The value of `key=value` as YAML reads it (numbers, booleans, lists), except that a command line has
+    no comments: `name=run #2` keeps its '#...' (YAML would drop it), and so does an unquoted '#' anywhere."""
+    if not raw.strip():
+        return ""
+    text = raw.strip()
+    quoted = len(text) >= 2 and text[0] == text[-1] and text[0] in "'\""
+    if "#" in text and not quoted:
+        return raw
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        return yaml.safe_load(raw)
     except yaml.YAMLError:
-        value = raw
-    return parts, value
+        return raw
 
 
 def apply_override(tree: dict, sources: dict[Key, str], text: str, file_label: str) -> None:
@@ -137,6 +142,19 @@ def load_experiment(name_or_path: str | os.PathLike, overrides: list[str] | tupl
         return ExperimentConfig.model_validate(tree)
     except ValidationError as err:
         raise UserError(_explain(err, sources, str(path))) from None
+
+
+def with_overrides(cfg: ExperimentConfig, overrides: list[str] | tuple[str, ...]) -> ExperimentConfig:
+    """A resolved config with more dotted overrides applied (validated like any other)."""
+    tree = cfg.model_dump(mode="json")
+    sources: dict[Key, str] = {}
+    label = f"config of {cfg.name}"
+    for text in overrides:
+        apply_override(tree, sources, text, label)
+    try:
+        return ExperimentConfig.model_validate(tree)
+    except ValidationError as err:
+        raise UserError(_explain(err, sources, label)) from None
 
 
 def to_yaml(cfg: ExperimentConfig) -> str:

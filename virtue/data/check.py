@@ -1,5 +1,6 @@
 """`virtue data check`: run the readers over a folder (SCaR or MMEB, real or synthetic) with every row
-checked, and report per file how many rows are valid and why the others are not."""
+checked and every image decoded, and report per file read how many rows are valid and why the others are
+not. Only what the readers read is reported: a parquet file whose name no reader takes is listed as ignored."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pyarrow.parquet as pq
 from ..errors import UserError
 from .mmeb import read_mmeb_eval, read_mmeb_train
 from .scar import _EVAL_NAME, read_scar_eval, read_scar_train
+from .validate import ReadLog
 
 SHOWN = 20  # invalid rows listed in full
 
@@ -20,8 +22,16 @@ SHOWN = 20  # invalid rows listed in full
 class Report:
     folder: Path
     kind: str  # "SCaR" | "MMEB"
-    rows: dict[str, int] = field(default_factory=dict)  # file -> rows
-    errors: list[str] = field(default_factory=list)  # one line per invalid row or unreadable file
+    log: ReadLog = field(default_factory=ReadLog)
+    ignored: list[str] = field(default_factory=list)  # parquet files no reader took
+
+    @property
+    def rows(self) -> dict[str, int]:
+        return self.log.rows
+
+    @property
+    def errors(self) -> list[str]:
+        return self.log.errors
 
     @property
     def ok(self) -> bool:
@@ -32,6 +42,8 @@ class Report:
         for f, n in sorted(self.rows.items()):
             bad = sum(e.startswith(f"{f}: ") for e in self.errors)
             lines.append(f"  {Path(f).relative_to(self.folder)}: {n} rows, {bad} invalid")
+        for f in self.ignored:
+            lines.append(f"  {Path(f).relative_to(self.folder)}: not read (no reader takes this file name)")
         if self.errors:
             lines.append(f"{len(self.errors)} problem(s); the first {min(SHOWN, len(self.errors))}:")
             lines += [f"  {e}" for e in self.errors[:SHOWN]]
@@ -39,27 +51,27 @@ class Report:
         return "\n".join(lines)
 
 
-def _is_scar(folder: Path) -> bool:
-    files = [p for p in folder.rglob("*.parquet") if not p.name.startswith("scenes_")]
+def _columns(path: Path) -> list[str]:
+    try:
+        return pq.read_schema(path).names
+    except Exception:  # a damaged file: the readers report it; here it tells nothing about the folder
+        return []
+
+
+def _is_scar(files: list[Path]) -> bool:
     if any(_EVAL_NAME.match(p.name) for p in files):
         return True
-    return any("bbox" in pq.read_schema(p).names for p in files[:1])
+    return any("bbox" in _columns(p) for p in files[:1])
 
 
 def check_folder(folder: str | os.PathLike, prompt: str = "box", image_root: str | os.PathLike | None = None) -> Report:
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such data folder")
-    scar = _is_scar(folder)
+    files = sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith("scenes_"))
+    scar = _is_scar(files)
     report = Report(folder, "SCaR" if scar else "MMEB")
-    for p in sorted(folder.rglob("*.parquet")):
-        if not p.name.startswith("scenes_"):
-            try:
-                report.rows[str(p)] = pq.read_metadata(p).num_rows
-            except Exception as e:  # a damaged file is reported, the rest still checked
-                report.errors.append(f"{p}: not a readable parquet file ({type(e).__name__})")
-    files = [p for p in folder.rglob("*.parquet") if not p.name.startswith("scenes_")]
-    flat_eval = bool(files) and "tgt_text" in pq.read_schema(files[0]).names
+    flat_eval = bool(files) and "tgt_text" in _columns(files[0])
     has_eval = (folder / "eval").is_dir() or (not (folder / "train").is_dir() and flat_eval)
     has_train = (folder / "train").is_dir() or (not (folder / "eval").is_dir() and not flat_eval)
     readers = []
@@ -68,6 +80,8 @@ def check_folder(folder: str | os.PathLike, prompt: str = "box", image_root: str
             readers.append(lambda **kw: read_scar_eval(folder, prompt=prompt, **kw))
         if has_train:
             readers.append(lambda **kw: read_scar_train(folder, prompt=prompt, **kw))
+        if (folder / "val").is_dir():
+            readers.append(lambda **kw: read_scar_eval(folder, prompt=prompt, split="val", **kw))
     else:
         if has_eval:
             readers.append(lambda **kw: read_mmeb_eval(folder, **kw))
@@ -75,7 +89,9 @@ def check_folder(folder: str | os.PathLike, prompt: str = "box", image_root: str
             readers.append(lambda **kw: read_mmeb_train(folder, **kw))
     for read in readers:
         try:
-            read(image_root=image_root, skip_invalid=True, report=report.errors)
+            read(image_root=image_root, skip_invalid=True, report=report.log)
         except UserError as e:
             report.errors.append(str(e))
+    seen = set(report.rows) | {e.split(": ", 1)[0] for e in report.errors}
+    report.ignored = [str(p) for p in files if str(p) not in seen]
     return report

@@ -20,8 +20,10 @@ def encode_rle(mask: np.ndarray) -> dict:
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(c) for c in counts]}
 
 
-def _decode_counts_string(s: str) -> list[int]:
+def _decode_counts_string(s: str | bytes) -> list[int]:
     """COCO's compressed counts (5 bits per char, offset 48, delta-coded from the third run)."""
+    if isinstance(s, bytes):
+        s = s.decode("ascii", errors="replace")
     counts: list[int] = []
     p = 0
     while p < len(s):
@@ -50,7 +52,12 @@ def decode_segmentation(seg, height: int, width: int) -> np.ndarray:
         if (h, w) != (height, width):
             raise ValueError(f"mask is {w}x{h} but the image is {width}x{height}")
         counts = seg["counts"]
-        counts = _decode_counts_string(counts) if isinstance(counts, str | bytes) else [int(c) for c in counts]
+        try:
+            counts = _decode_counts_string(counts) if isinstance(counts, str | bytes) else [int(c) for c in counts]
+        except IndexError:
+            raise ValueError("compressed RLE counts end in the middle of a number") from None
+        if any(c < 0 for c in counts):
+            raise ValueError("RLE counts must not be negative")
         if sum(counts) != h * w:
             raise ValueError(f"mask run lengths cover {sum(counts)} pixels, the image has {h * w}")
         values = np.zeros(len(counts), bool)

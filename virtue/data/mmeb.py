@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from .types import EvalQuery, Side, TrainPair
-from .validate import Images, RowError, check_candidates, read_table, rows, strip_placeholder
+from .validate import Images, ReadLog, RowError, check_candidates, read_rows, string_list, strip_placeholder
 
 TRAIN_COLUMNS = ("qry", "qry_image_path", "pos_text", "pos_image_path")
 EVAL_COLUMNS = ("qry_inst", "qry_text", "qry_img_path", "tgt_inst", "tgt_text", "tgt_img_path")
@@ -68,10 +68,10 @@ def read_mmeb_train(
     folder: str | os.PathLike,
     image_root: str | os.PathLike | None = None,
     skip_invalid: bool = False,
-    report: list[str] | None = None,
+    report: ReadLog | None = None,
 ) -> list[TrainPair]:
     """Every train row of every task; source = task."""
-    images = Images(Path(image_root) if image_root is not None else Path(folder))
+    images = Images(Path(image_root) if image_root is not None else Path(folder), decode=report is not None)
     out: list[TrainPair] = []
     for task, paths in task_files(folder, "train").items():
         for path in paths:
@@ -89,7 +89,7 @@ def read_mmeb_train(
                     negs = (Side(strip_placeholder(row.get("neg_text")), str(n_img) if n_img else None),)
                 return TrainPair(query, pos, negs, task)
 
-            out += rows(path, read_table(path, TRAIN_COLUMNS), build, skip_invalid, report)
+            out += read_rows(path, TRAIN_COLUMNS, build, skip_invalid, report)
     return out
 
 
@@ -97,10 +97,10 @@ def read_mmeb_eval(
     folder: str | os.PathLike,
     image_root: str | os.PathLike | None = None,
     skip_invalid: bool = False,
-    report: list[str] | None = None,
+    report: ReadLog | None = None,
 ) -> list[EvalQuery]:
     """Every eval query of every task; task = task name; candidates in file order (index 0 the answer)."""
-    images = Images(Path(image_root) if image_root is not None else Path(folder))
+    images = Images(Path(image_root) if image_root is not None else Path(folder), decode=report is not None)
     out: list[EvalQuery] = []
     for task, paths in task_files(folder, "eval").items():
         for path in paths:
@@ -111,7 +111,7 @@ def read_mmeb_eval(
                 if not (query.text or query.image):
                     raise RowError("empty query (no text and no image)")
                 texts = row.get("tgt_text")
-                imgs = list(row.get("tgt_img_path") or [])
+                imgs = string_list(row.get("tgt_img_path"), "tgt_img_path")
                 texts = check_candidates(texts if texts is not None else [""] * len(imgs), imgs)
                 if imgs and len(imgs) != len(texts):
                     raise RowError(f"tgt_img_path has {len(imgs)} entries for {len(texts)} candidates")
@@ -121,7 +121,7 @@ def read_mmeb_eval(
                     cands.append(Side(_join(row.get("tgt_inst"), t), str(img) if img else None))
                 return EvalQuery(query, tuple(cands), task, f"{path.name}:{i}")
 
-            out += rows(path, read_table(path, EVAL_COLUMNS), build, skip_invalid, report)
+            out += read_rows(path, EVAL_COLUMNS, build, skip_invalid, report)
     return out
 
 

@@ -1,20 +1,22 @@
-"""Row checks shared by every reader. A file-level problem (unreadable parquet, missing columns) always
-raises; a row-level problem raises UserError("<file>: row <i>: <what>"), or with skip_invalid the row is
-skipped, counted, and its message kept in `report` for `virtue data check`."""
+"""Row checks shared by every reader. A file-level problem (unreadable parquet, missing columns, no rows)
+raises, unless a ReadLog is given (`virtue data check`: the file is reported and the others still read); a
+row-level problem raises UserError("<file>: row <i>: <what>"), or with skip_invalid the row is skipped,
+counted, and its message kept in the ReadLog."""
 
 from __future__ import annotations
 
 import logging
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-from PIL import Image, UnidentifiedImageError
 
 from ..errors import UserError
+from .images import image_size, load_rgb
 from .masks import decode_segmentation
 
 log = logging.getLogger("virtue.data")
@@ -24,6 +26,15 @@ _PLACEHOLDER = re.compile(r"<\|image_\d+\|>\s*|<\|vision_start\|>(?:<\|image_pad
 
 class RowError(Exception):
     """A problem with one row; the reader turns it into a UserError naming file and row, or skips it."""
+
+
+@dataclass
+class ReadLog:
+    """What the readers saw, for `virtue data check`: the rows of every file they read (and only those),
+    and one line per invalid row or unreadable file."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
 
 
 def strip_placeholder(text: str | None) -> str:
@@ -39,14 +50,18 @@ def read_table(path: Path, required: Sequence[str]) -> list[dict]:
     missing = [c for c in required if c not in table.column_names]
     if missing:
         raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
+    if table.num_rows == 0:
+        raise UserError(f"{path}: the file has no rows")
     return table.to_pylist()
 
 
 class Images:
-    """Resolves image paths against a root and checks each file once (exists, decodable header)."""
+    """Resolves image paths against a root and checks each file once: it exists and has a readable header,
+    or with decode=True (`virtue data check`) its pixels decode in full (a truncated file has a good header)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, decode: bool = False):
         self.root = root
+        self.decode = decode
         self._sizes: dict[Path, tuple[int, int]] = {}
 
     def resolve(self, rel: str | None) -> tuple[Path, tuple[int, int]]:
@@ -57,10 +72,16 @@ class Images:
             if not path.is_file():
                 raise RowError(f"image {path} does not exist")
             try:
-                with Image.open(path) as im:
-                    self._sizes[path] = im.size
-            except (UnidentifiedImageError, OSError) as e:
-                raise RowError(f"image {path} is unreadable ({type(e).__name__})") from e
+                self._sizes[path] = image_size(path)
+            except UserError as e:
+                what = "is too large to decode" if ": too large" in str(e) else "is unreadable"
+                raise RowError(f"image {path} {what} ({str(e).rsplit(': ', 1)[-1]})") from e
+            if self.decode:
+                try:
+                    load_rgb(path)
+                except UserError as e:
+                    del self._sizes[path]
+                    raise RowError(f"image {path} is unreadable ({str(e).removeprefix(f'{path}: ')})") from e
         return path, self._sizes[path]
 
 
@@ -87,30 +108,69 @@ def check_mask(seg, size: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def check_candidates(texts, images=None) -> list:
-    texts = list(texts) if texts is not None else []
+def string_list(value, column: str) -> list[str]:
+    """A list-of-strings column: a list (or array) of strings, or null. A string in its place (a list saved
+    as its text, e.g. "['a', 'b']") is an error: iterated, it would become one candidate per character."""
+    if value is None:
+        return []
+    if isinstance(value, str | bytes):
+        raise RowError(f"{column}: expected a list of strings, got the string {value[:40]!r}")
+    try:
+        items = list(value)
+    except TypeError:
+        raise RowError(f"{column}: expected a list of strings, got {type(value).__name__}") from None
+    bad = next((x for x in items if x is not None and not isinstance(x, str)), None)
+    if bad is not None:
+        raise RowError(f"{column}: expected a list of strings, found {type(bad).__name__} {bad!r}")
+    return ["" if x is None else x for x in items]
+
+
+def check_candidates(texts, images=None, column: str = "tgt_text") -> list[str]:
+    """The candidate texts; index 0 is the ground truth, and no distractor may be a copy of it (a copy ties
+    with it, and ties count against the ground truth: the query could never be answered)."""
+    texts = string_list(texts, column)
     if not texts:
         raise RowError("empty candidate list")
-    first_img = images[0] if images is not None and len(images) else None
+    images = list(images) if images is not None else []
+    first_img = images[0] if images else None
     if not texts[0] and not first_img:
         raise RowError("candidate 0 (the ground truth) is empty")
+    gt = (texts[0].strip(), first_img)
+    for j in range(1, len(texts)):
+        if (texts[j].strip(), images[j] if j < len(images) else None) == gt:
+            raise RowError(f"{column}: candidate {j} is the ground truth again (candidate 0)")
     return texts
 
 
-def rows(
-    path: Path, table: list[dict], build: Callable[[int, dict], object], skip_invalid: bool, report: list | None
-) -> Iterator:
-    """Build each row's record; errors name the file and row."""
-    skipped = 0
+def read_rows(
+    path: Path,
+    required: Sequence[str],
+    build: Callable[[int, dict], object],
+    skip_invalid: bool,
+    report: ReadLog | None,
+) -> list:
+    """Read one file and build each row's record; errors name the file and row. With a ReadLog, a file that
+    cannot be read is logged (no rows) instead of raised, and the file's row count is kept."""
+    try:
+        table = read_table(path, required)
+    except UserError as e:
+        if report is None:
+            raise
+        report.errors.append(str(e))
+        return []
+    if report is not None:
+        report.rows[str(path)] = len(table)
+    out, skipped = [], 0
     for i, row in enumerate(table):
         try:
-            yield build(i, row)
+            out.append(build(i, row))
         except RowError as e:
             msg = f"{path}: row {i}: {e}"
             if not skip_invalid:
                 raise UserError(msg) from e
             skipped += 1
             if report is not None:
-                report.append(msg)
+                report.errors.append(msg)
     if skipped:
         log.warning("%s: skipped %d invalid row(s) of %d", path, skipped, len(table))
+    return out

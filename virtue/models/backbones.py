@@ -179,23 +179,6 @@ def load_tokenizer(spec: BackboneConfig, *, root: Path):
 # ---------------------------------------------------------------- images
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: cannot read image: {e}") from None
-
-
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(width, height) from the file's header, without decoding the pixels."""
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: cannot read image: {e}") from None
-
-
 def vlm_image_processor(vision_config, image_size: int) -> Qwen2VLImageProcessorPil:
     """Fixed square input: every image gives (image_size / patch / merge)^2 tokens."""
     factor = vision_config.patch_size * vision_config.spatial_merge_size

@@ -12,10 +12,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.images import image_size, load_rgb
 from ..data.prompts import BOX_LABELS, VisualPrompt, grid_prompt, to_frame
 from ..data.types import Side
 from ..errors import UserError
-from .backbones import box_mask_logits, image_size, load_image, mask_logits, sam_pixels, vlm_image_processor
+from .backbones import box_mask_logits, mask_logits, sam_pixels, vlm_image_processor
 
 Variant = str  # "virtue" | "global" | "crop"
 
@@ -166,7 +167,7 @@ class Processor:
                 continue
             seg = self.seg_tokens > 0
             if pixels:
-                image = load_image(side.image)
+                image = load_rgb(side.image)
                 w, h = image.size
                 if self.variant == "crop":
                     image = image.crop(crop_region(side.prompt, w, h))

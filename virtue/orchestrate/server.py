@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..paths import workspace_root
-from .tracking import artifact_root, tracking_uri
+from .tracking import artifact_root, relocate_store, tracking_uri
 
 _DB_SCHEMES = ("sqlite:", "postgresql", "mysql", "mssql")
 
@@ -46,6 +46,8 @@ def start_server(host: str = "127.0.0.1", port: int = 5000, *, wait_s: float = 9
         raise UserError(f"MLFLOW_TRACKING_URI={uri}: already a server, open it in a browser instead")
     if not _port_free(host, port):
         raise UserError(f"--port {port}: {host}:{port} is already in use")
+    if uri == f"sqlite:///{root / 'mlflow.db'}":
+        relocate_store(root)
     log_path = root / "runs" / "mlflow-server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     artifacts = artifact_root(root)

@@ -15,13 +15,14 @@ import numpy as np
 
 from ..config import ExperimentConfig
 from ..data.corpus import corpus_texts
+from ..data.images import load_rgb
 from ..data.prompts import coco_to_xyxy
 from ..data.scenes import read_scenes
 from ..data.synth.captions import CLEAR, one_change
 from ..data.synth.vocab import COLOURS, PREDICATES, SHAPES, SIZES, Caption, Desc
 from ..data.types import Side
 from ..errors import UserError
-from ..models.backbones import load_image, sam_pixels
+from ..models.backbones import sam_pixels
 from .pretrain_sam import SegSample
 from .pretrain_vlm import IMAGE_INSTRUCTION
 
@@ -73,7 +74,7 @@ def segmentation_samples(
     attribute map on SAM-2's stride-16 grid (`attribute_cells`)."""
     out = []
     for i, sc in enumerate(scenes):
-        pixels = sam_pixels(load_image(sc.image), sam_size)
+        pixels = sam_pixels(load_rgb(sc.image), sam_size)
         attrs = [tuple(classes[a].index(getattr(o.desc, a)) for a in ATTRIBUTES) for o in sc.objects]
         cells = attribute_cells([o.mask for o in sc.objects], attrs, sam_size // 16)
         for o, a in zip(sc.objects, attrs, strict=True):

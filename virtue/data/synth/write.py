@@ -53,10 +53,15 @@ class staged_folder:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if isinstance(exc, OSError):  # a full disk or a lost mount while writing: the old set stays as it was
+                raise UserError(f"{self.target}: cannot write: {exc.strerror or exc}") from None
             return
         old = self.target.with_name(f".{self.target.name}.old")
         shutil.rmtree(old, ignore_errors=True)
-        if self.target.exists():
-            os.replace(self.target, old)
-        os.replace(self.tmp, self.target)
+        try:
+            if self.target.exists():
+                os.replace(self.target, old)
+            os.replace(self.tmp, self.target)
+        except OSError as e:
+            raise UserError(f"{self.target}: cannot write: {e.strerror or e}") from None
         shutil.rmtree(old, ignore_errors=True)
