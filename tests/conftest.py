@@ -53,3 +53,24 @@ def run_cli():
         )
 
     return run
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """The real `virtue` entry point called in this process: what run_cli checks, without an interpreter
+    start-up and torch import per call. Returns a CompletedProcess (exit code, stdout, stderr). Warnings go
+    to pytest, not stderr: tests that read warnings from stderr use run_cli."""
+    from virtue.cli.main import main
+
+    def run(*args: str, env: dict | None = None, timeout: float | None = None):
+        for k, v in (env or {}).items():
+            monkeypatch.setenv(k, v)
+        capsys.readouterr()
+        try:
+            code = main(list(map(str, args)))
+        except SystemExit as e:  # argparse's own errors
+            code = e.code if isinstance(e.code, int) else 2
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+    return run

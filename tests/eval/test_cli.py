@@ -1,7 +1,7 @@
 import pytest
 
 from virtue.errors import UserError
-from virtue.eval.run import find_weights
+from virtue.train.checkpoint import find_weights
 
 
 def test_missing_checkpoint_is_one_line_exit_2(run_cli, tmp_path):

@@ -45,9 +45,9 @@ def eval_args(data: Path, out: Path, checkpoint: Path, *extra: str) -> list[str]
         f"data.mmeb_dir={data / 'mmeb'}",
         "eval.mmeb=false",
         "tracking.enabled=false",
+        *extra,
         f"--checkpoint={checkpoint}",
         f"--out={out}",
-        *extra,
     ]
 
 

@@ -16,6 +16,7 @@ from _tiny import encode_twice_through_cache, micro_pairs, tiny_experiment  # no
 
 from virtue.errors import UserError  # noqa: E402
 from virtue.models import build_embedder  # noqa: E402
+from virtue.numerics import close, relative_tolerance  # noqa: E402
 from virtue.train.distributed import seed_everything  # noqa: E402
 from virtue.train.gradcache import gradcache_backward  # noqa: E402
 from virtue.train.loop import Encoder, TrainingInterrupted, fit  # noqa: E402
@@ -61,10 +62,12 @@ def test_gradcache_equals_plain_on_tiny_virtue(tmp_path, dropout):
     torch.manual_seed(7)
     loss = gradcache_backward([(enc.forward, q_chunks), (enc.forward, t_chunks)], _loss)
     got = _grads(embedder)
-    assert abs(loss.item() - plain.item()) < 1e-5
+    # chunks are other batch shapes: equal within the rounding of the backbones' dtype (bfloat16 in tiny)
+    dtype = getattr(torch, cfg.model.dtype)
+    assert abs(loss.item() - plain.item()) <= relative_tolerance(dtype) * abs(plain.item())
     assert ref.keys() == got.keys() and any("connector" in k for k in ref) and any("lora" in k for k in ref)
     for k in ref:
-        assert torch.allclose(got[k], ref[k], atol=1e-5, rtol=0), (k, (got[k] - ref[k]).abs().max())
+        assert close(got[k], ref[k], dtype), (k, (got[k] - ref[k]).norm() / ref[k].norm())
 
 
 @pytest.mark.parametrize("variant", ["virtue", "global", "crop"])
@@ -91,5 +94,9 @@ def test_fit_resume_identity_and_shape_check(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
     other = tiny_experiment(tmp_path, "model.seg_tokens=4")
-    with pytest.raises(UserError, match="another model shape"):
+    with pytest.raises(UserError, match="another config"):  # the folder holds a run of seg_tokens 16
         fit(*_build(other), pairs, other, tmp_path / "cut")
+    ckpt = tmp_path / "cut" / "checkpoints" / "step-00000004"
+    other = tiny_experiment(tmp_path, "model.seg_tokens=4", f"train.resume={ckpt}")
+    with pytest.raises(UserError, match="another model shape"):  # a checkpoint named explicitly: its shapes
+        fit(*_build(other), pairs, other, tmp_path / "new")

@@ -78,7 +78,7 @@ def _embed(args: argparse.Namespace) -> int:
     if args.checkpoint:
         from ..eval.run import load_weights
 
-        load_weights(embedder, args.checkpoint)
+        load_weights(embedder, args.checkpoint, variant=cfg.model.variant)
     embedder.eval()
     sides = [Side(args.text, str(Path(img).resolve()), prompt) for img in args.images]
     with torch.no_grad():

@@ -22,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ..eval.run import evaluate_job, find_weights, output_dir
+    from ..eval.run import evaluate_job, output_dir
     from ..orchestrate.launcher import launch
+    from ..train.checkpoint import find_weights
 
     cfg = load_experiment(args.experiment, args.overrides)
     out = Path(args.out) if args.out else output_dir(cfg)

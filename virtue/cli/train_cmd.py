@@ -38,9 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_training(cfg: ExperimentConfig) -> str:
     """One training process: the main rank opens the tracker (re-attached on resume), every rank trains."""
     from ..train.loop import TrainingInterrupted, run_dir_of, train
+    from ..train.rundir import check_run_folder
 
     tracker = None
     is_main = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
+    if is_main:
+        check_run_folder(cfg, run_dir_of(cfg))  # before the tracker logs this config into the run's MLflow run
     if is_main and cfg.tracking.enabled:
         from ..orchestrate.tracking import open_tracker
 
@@ -62,12 +65,12 @@ def run_training(cfg: ExperimentConfig) -> str:
 
 def variants_from(path: str) -> list[str]:
     """The top-level `variants` list of a YAML file (DVC's templating cannot put a list into a command)."""
-    import yaml
+    from ..config.yamlfile import read_yaml
 
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise UserError(f"--variants-from {path}: cannot read it ({type(e).__name__})") from e
+        data = read_yaml(path)
+    except UserError as e:
+        raise UserError(f"--variants-from {e}") from None
     variants = data.get("variants") if isinstance(data, dict) else None
     if not isinstance(variants, list) or not variants or not all(isinstance(v, str) for v in variants):
         raise UserError(f"--variants-from {path}: key 'variants' must be a non-empty list of variant names")

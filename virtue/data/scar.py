@@ -18,7 +18,17 @@ import numpy as np
 from ..errors import UserError
 from .prompts import VisualPrompt, box_prompt, mask_prompt, points_prompt, sample_points
 from .types import EvalQuery, Side, TrainPair
-from .validate import Images, RowError, check_bbox, check_candidates, check_mask, read_table, rows, strip_placeholder
+from .validate import (
+    Images,
+    ReadLog,
+    RowError,
+    check_bbox,
+    check_candidates,
+    check_mask,
+    read_rows,
+    string_list,
+    strip_placeholder,
+)
 
 PromptArg = Literal["box", "mask", "points", "none"]
 TRAIN_COLUMNS = ("qry", "qry_image_path", "pos_text", "bbox")
@@ -32,10 +42,26 @@ def _subset(pattern: re.Pattern, name: str) -> str | None:
     return next((v for v in m.groupdict().values() if v), None) if m else None
 
 
-def eval_files(folder: str | os.PathLike) -> dict[str, Path]:
-    """{subset: file} for the eval parquet files in folder (or folder/eval)."""
-    root = _split_dir(folder, "eval")
-    found = {s: p for p in sorted(root.glob("*.parquet")) if (s := _subset(_EVAL_NAME, p.name))}
+def _by_subset(pattern: re.Pattern, files: list[Path], what: str) -> dict[str, Path]:
+    """{subset: file}; two files for one subset (say both of the release's names) are an error naming both."""
+    found: dict[str, Path] = {}
+    for p in files:
+        subset = _subset(pattern, p.name)
+        if subset is None:
+            continue
+        if subset in found:
+            raise UserError(f"{p.parent}: two {what} files for subset '{subset}': {found[subset].name} and {p.name}")
+        found[subset] = p
+    return found
+
+
+def eval_files(folder: str | os.PathLike, split: str = "eval") -> dict[str, Path]:
+    """{subset: file} for the eval parquet files in folder/<split> (or folder itself: a flat release folder;
+    a validation split, val, is in the eval schema too and must be its own folder)."""
+    root = _split_dir(folder, split) if split == "eval" else Path(folder) / split
+    if not root.is_dir():
+        raise UserError(f"{root}: no such split folder (data.synth.scar_val_per_subset makes one)")
+    found = _by_subset(_EVAL_NAME, sorted(root.glob("*.parquet")), "eval")
     if not found:
         raise UserError(
             f"{root}: no SCaR eval files (SCAR_<subset>_val_filtered.parquet or SCaR_eval_<subset>.parquet)"
@@ -46,7 +72,7 @@ def eval_files(folder: str | os.PathLike) -> dict[str, Path]:
 def train_files(folder: str | os.PathLike) -> dict[str, Path]:
     root = _split_dir(folder, "train")
     files = [p for p in sorted(root.glob("*.parquet")) if not _EVAL_NAME.match(p.name)]
-    found = {_subset(_TRAIN_NAME, p.name): p for p in files if not p.name.startswith("scenes_")}
+    found = _by_subset(_TRAIN_NAME, [p for p in files if not p.name.startswith("scenes_")], "train")
     if not found:
         raise UserError(f"{root}: no SCaR train parquet files")
     return found
@@ -92,10 +118,10 @@ def _query_side(kind: PromptArg, row: dict, text_col: str, images: Images, key: 
     return Side(text=text, image=str(path), prompt=prompt)
 
 
-def _list(value) -> list:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else list(value)
+def _negatives(row: dict, column: str) -> list[str]:
+    """neg_text / neg_kind: one string (the release's train files) or a list of strings."""
+    value = row.get(column)
+    return [value] if isinstance(value, str) else string_list(value, column)
 
 
 def read_scar_train(
@@ -103,11 +129,11 @@ def read_scar_train(
     prompt: PromptArg = "box",
     image_root: str | os.PathLike | None = None,
     skip_invalid: bool = False,
-    report: list[str] | None = None,
+    report: ReadLog | None = None,
 ) -> list[TrainPair]:
     """Every train row of every subset; source = subset; negatives = neg_text (a string or a list), with
     their kinds from the optional neg_kind column (SCaR-synth writes it; the real release has none)."""
-    images = Images(_image_root(folder, image_root))
+    images = Images(_image_root(folder, image_root), decode=report is not None)
     out: list[TrainPair] = []
     for subset, path in train_files(folder).items():
 
@@ -117,8 +143,8 @@ def read_scar_train(
             pos_img = images.resolve(row["pos_image_path"])[0] if row.get("pos_image_path") else None
             if not pos_text and pos_img is None:
                 raise RowError("empty positive (pos_text and pos_image_path)")
-            texts = _list(row.get("neg_text"))
-            kinds = tuple(_list(row.get("neg_kind")))
+            texts = _negatives(row, "neg_text")
+            kinds = tuple(_negatives(row, "neg_kind"))
             if kinds and len(kinds) != len(texts):
                 raise RowError(f"neg_kind has {len(kinds)} entries for {len(texts)} neg_text entries")
             keep = [j for j, t in enumerate(texts) if t]
@@ -126,7 +152,7 @@ def read_scar_train(
             kinds = tuple(kinds[j] for j in keep) if kinds else ()
             return TrainPair(query, Side(pos_text, str(pos_img) if pos_img else None), negs, subset, kinds)
 
-        out += rows(path, read_table(path, TRAIN_COLUMNS), build, skip_invalid, report)
+        out += read_rows(path, TRAIN_COLUMNS, build, skip_invalid, report)
     return out
 
 
@@ -135,22 +161,23 @@ def read_scar_eval(
     prompt: PromptArg = "box",
     image_root: str | os.PathLike | None = None,
     skip_invalid: bool = False,
-    report: list[str] | None = None,
+    report: ReadLog | None = None,
+    split: str = "eval",
 ) -> list[EvalQuery]:
     """Every eval query of every subset; task = subset; candidates = tgt_text (index 0 the GT)."""
-    images = Images(_image_root(folder, image_root))
+    images = Images(_image_root(folder, image_root), decode=report is not None)
     out: list[EvalQuery] = []
-    for subset, path in eval_files(folder).items():
+    for subset, path in eval_files(folder, split).items():
 
         def build(i: int, row: dict, subset=subset, path=path) -> EvalQuery:
             qid = f"{path.name}:{i}"
             query = _query_side(prompt, row, "qry_text", images, qid)
             texts = check_candidates(row.get("tgt_text"))
-            kinds = tuple(row.get("tgt_kind") or ())
+            kinds = tuple(string_list(row.get("tgt_kind"), "tgt_kind"))
             if kinds and len(kinds) != len(texts):
                 raise RowError(f"tgt_kind has {len(kinds)} entries for {len(texts)} candidates")
             cands = tuple(Side(text=strip_placeholder(t)) for t in texts)
             return EvalQuery(query, cands, subset, qid, kinds)
 
-        out += rows(path, read_table(path, EVAL_COLUMNS), build, skip_invalid, report)
+        out += read_rows(path, EVAL_COLUMNS, build, skip_invalid, report)
     return out

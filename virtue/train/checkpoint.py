@@ -11,11 +11,13 @@ The folder is assembled under a temporary name and renamed into place, so a fold
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
 import signal
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,30 @@ def save_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
         except SafetensorError as e:
             raise UserError(f"{path}: cannot write: {e}") from e
+
+
+def find_weights(checkpoint: str | os.PathLike) -> Path:
+    """A safetensors file, or a training run folder holding its final trainable weights."""
+    p = Path(checkpoint)
+    if p.is_file():
+        return p
+    if not p.is_dir():
+        raise UserError(f"{p}: no such checkpoint file or run folder")
+    if (p / WEIGHTS).is_file():
+        return p / WEIGHTS
+    raise UserError(f"{p}: no final weights ({WEIGHTS}) in this run folder (not finished?)")
+
+
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file; a damaged or foreign file is a one-line UserError."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+        return load_file(str(path)), meta
+    except Exception as e:  # noqa: BLE001 - several error types for damaged files
+        raise UserError(f"{path}: cannot read safetensors weights: {e}") from None
 
 
 def rng_states() -> dict[str, Any]:
@@ -113,13 +139,35 @@ def save_checkpoint(
     return final
 
 
+def checkpoints(folder: Path) -> list[Path]:
+    """The complete checkpoints in `folder`, newest (highest step) first."""
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found, reverse=True) if (p / "meta.json").is_file()]
+
+
 def latest_checkpoint(folder: Path) -> Path | None:
     """The complete checkpoint with the highest step in `folder`, or None."""
-    if not folder.is_dir():
-        return None
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()]
-    found = [(s, p) for s, p in found if (p / "meta.json").is_file()]
-    return max(found)[1] if found else None
+    found = checkpoints(folder)
+    return found[0] if found else None
+
+
+class CorruptCheckpoint(UserError):
+    """A checkpoint folder that is complete by name but whose files cannot be read (truncated, damaged)."""
+
+
+def load_latest_checkpoint(
+    folder: Path, expected_shapes: dict[str, tuple[int, ...]], device: str = "cpu"
+) -> Checkpoint | None:
+    """The newest checkpoint that loads; a damaged one is passed over, with a warning naming it, for the one
+    before it (a damaged file costs the steps since that one, not the run). None when there is none."""
+    for path in checkpoints(folder):
+        try:
+            return load_checkpoint(path, expected_shapes, device)
+        except CorruptCheckpoint as e:
+            warnings.warn(f"{e}; resuming from the checkpoint before it", RuntimeWarning, stacklevel=2)
+    return None
 
 
 @dataclass
@@ -136,8 +184,11 @@ def load_checkpoint(path: Path, expected_shapes: dict[str, tuple[int, ...]], dev
     path = Path(path)
     if not (path / "meta.json").is_file():
         raise UserError(f"{path}: not a complete checkpoint (no meta.json)")
-    meta = json.loads((path / "meta.json").read_text())
-    saved = {k: tuple(v) for k, v in meta["shapes"].items()}
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        saved = {k: tuple(v) for k, v in meta["shapes"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CorruptCheckpoint(f"{path}: damaged checkpoint (meta.json: {type(e).__name__})") from None
     expected = {k: tuple(v) for k, v in expected_shapes.items()}
     if saved != expected:
         problems = [f"missing {k}" for k in sorted(expected.keys() - saved.keys())]
@@ -151,13 +202,16 @@ def load_checkpoint(path: Path, expected_shapes: dict[str, tuple[int, ...]], dev
         raise UserError(f"{path}: checkpoint of another model shape: {problems[0]}{more}")
     rank, _ = _rank_world()
     rng_file = path / f"rng-rank{rank}.pt"
-    return Checkpoint(
-        path=path,
-        step=int(meta["step"]),
-        trainable=load_file(str(path / WEIGHTS), device=device),
-        state=torch.load(path / "state.pt", map_location=device, weights_only=True),
-        rng=torch.load(rng_file, weights_only=True) if rng_file.is_file() else None,
-    )
+    try:
+        return Checkpoint(
+            path=path,
+            step=int(meta["step"]),
+            trainable=load_file(str(path / WEIGHTS), device=device),
+            state=torch.load(path / "state.pt", map_location=device, weights_only=True),
+            rng=torch.load(rng_file, weights_only=True) if rng_file.is_file() else None,
+        )
+    except (OSError, RuntimeError, SafetensorError, EOFError, ValueError, KeyError, TypeError) as e:
+        raise CorruptCheckpoint(f"{path}: damaged checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
 
 
 class StopRequest:

@@ -58,6 +58,12 @@ class SourceBatchSampler:
         self.k_of = {
             src: hard_negatives if any(len(pairs[i].negatives) for i in ix) else 0 for src, ix in self.sources.items()
         }
+        if batch_size == 1 and (alone := sorted(src for src, k in self.k_of.items() if not k)):
+            # One query and its positive only: InfoNCE over a single candidate is log(1) = 0, nothing learns.
+            raise UserError(
+                f"train.batch_size: 1 leaves the queries of {', '.join(alone)} without any negative (loss 0 at "
+                "every step); use a batch of at least 2, or train.hard_negatives with data that has distractors"
+            )
         self.eligible = [self._eligible(p, kinds) if self.k_of[p.source] else () for p in pairs]
         if kinds and (unkinded := sorted({p.source for p in pairs if p.negatives and not p.negative_kinds})):
             warnings.warn(
