@@ -47,15 +47,26 @@ def test_quick_bench_writes_json_and_table(tmp_path, run_cli):
         "feature_cache_sweep",
         "train_throughput_cache",
         "eval_throughput_dedup",
+        "train_step_dtype",
+        "eval_feature_cache",
+        "cell_dedup",
+        "answered_cell_minutes",
         "dvc_repro_noop",
         "dvc_repro_stages",
     }
-    for name in ("gradcache_memory", "feature_cache_sweep", "train_throughput_cache", "eval_throughput_dedup"):
+    comparisons = ("gradcache_memory", "feature_cache_sweep", "train_throughput_cache", "eval_throughput_dedup",
+                   "train_step_dtype", "eval_feature_cache")  # fmt: skip
+    for name in comparisons:
         r_ = res[name]
         assert r_["status"] == "measured" and r_["optimised"]["median"] > 0 and r_["baseline"]["median"] > 0
         assert r_["ratio"] == pytest.approx(r_["optimised"]["median"] / r_["baseline"]["median"])
     assert res["eval_throughput_dedup"]["scores_agree"] is True
     assert res["feature_cache_sweep"]["frozen_share_of_step"]["share"] > 0
+    dedup = res["cell_dedup"]  # every study's reference cell is one: fewer distinct cells than trials
+    assert 0 < dedup["distinct_cells"] < dedup["planned_trials"] and dedup["ratio"] < 1
+    minutes = [x["minutes"] for x in res["answered_cell_minutes"]["levers"]]
+    assert len(minutes) == 5 and minutes[-1] < minutes[0]  # the levers together make a cell cheaper
+    assert dedup["main_path_cells"] == 3  # the main path's virtue, global and crop runs are cells of the studies
     for name in res:
         assert name in r.stdout  # the table lists every benchmark
     assert not [p for p in tmp_path.iterdir() if p.name != "bench.json"]  # no temporary left beside it

@@ -80,8 +80,8 @@ def _sweep_offline(workspace: Path) -> list[str]:
     assert res.completed == 3 and not res.failed, res.failed
     report = json.loads((workspace / "reports" / "sweeps" / "offline.json").read_text())
     assert [r["connector_depth"] for r in report["rows"]] == ["1", "2", "3"]
-    # Every trial's curve is in its own run folder.
-    curves = sorted((workspace / "runs" / "sweeps" / "offline").rglob("metrics.jsonl"))
+    # Every trial's curve is in its own run folder (its cell's, runs/cells/<digest>).
+    curves = sorted((workspace / "runs" / "cells").rglob("metrics.jsonl"))
     trial_curves = [c for c in curves if any("train.loss" in line for line in c.read_text().splitlines())]
     assert len(trial_curves) == 3
     for c in trial_curves:

@@ -65,3 +65,36 @@ def test_sam_backbone_study_pretrains_the_sam2s_its_cells_load():
     assert used == made == {p: a for p, a in made.items() if a in ("sam2-tiny-s", "sam2-tiny-l")} and len(made) == 2
     untrained = trial_config(spec, trial_overrides(spec, {"cell": "untrained"}, 0, Path("/t")))
     assert untrained.model.sam.path is None and untrained.model.sam.preset == "sam2-tiny"
+
+
+def test_the_default_budget_makes_every_reference_cell_and_the_main_path_run_one_cell():
+    """params.yaml's sweeps block (steps: null) trains cells as the main path trains its variants: the five
+    grid studies' reference cells are one config, and so is the main path's virtue run."""
+    import yaml
+
+    from virtue.cli.sweep_cmd import apply_sets
+    from virtue.cli.train_cmd import variant_configs
+    from virtue.orchestrate.budget import read_budget
+    from virtue.orchestrate.cells import cell_key
+    from virtue.orchestrate.study import only_cells
+
+    root = Path(__file__).resolve().parents[2]
+    budget = read_budget(root / "params.yaml")
+    assert sorted(budget.studies) == sorted(SHIPPED)
+    keys = {}
+    for name in budget.studies:
+        spec = load_study(name)
+        if spec.sampler != "grid":
+            continue
+        spec = apply_sets(only_cells(spec, budget.cells.get(name, [])), budget.sets)
+        assert {c.label for c in spec.cells} == {spec.reference, *budget.cells.get(name, [])}
+        assert all(ch.cell in {c.label for c in spec.cells} for ch in spec.claim.checks)  # the claim's cells run
+        keys[name] = cell_key(trial_config(spec, trial_overrides(spec, {"cell": spec.reference}, 0, Path("x"))))
+    assert len(set(keys.values())) == 1, keys
+    # the main path's train stage: tiny + params.yaml's train block, one config per variant, as dvc.yaml says
+    stage = " ".join(yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["train"]["cmd"].split())
+    for override in budget.main_path[2:]:
+        key = override.split("=")[0]
+        assert f"{key}=${{{key}}}" in stage, key  # dvc.yaml passes exactly these
+    virtue = variant_configs(budget.experiment, budget.main_path, ["virtue"])[0]
+    assert cell_key(virtue) == next(iter(keys.values()))

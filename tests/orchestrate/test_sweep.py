@@ -127,7 +127,7 @@ def test_dead_worker_trial_is_reenqueued_and_reattaches_its_mlflow_run(workspace
     assert res.requeued == [0] and res.completed == 1
     trials = load(spec).get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
-    assert trials[0].user_attrs["dead_worker"] and trials[1].user_attrs["requeued_from"] == 0
+    assert trials[1].user_attrs["requeued_from"] == 0
     assert trials[1].user_attrs["mlflow_run_id"] == run_id
     assert trials[1].user_attrs["metrics"]["resumed_from"] == 1  # continued from the trial's checkpoint
     _, runs = children(spec)
@@ -139,7 +139,7 @@ def test_local_executor_runs_trials_in_parallel_subprocesses(workspace, study_fi
     res = run_sweep(spec, executor="local", workers=2)
     assert res.completed == 3 and not res.failed, res.failed
     trials = load(spec).get_trials()
-    pids = {t.user_attrs["worker_pid"] for t in trials}
+    pids = {t.user_attrs["local_pid"] for t in trials}
     assert os.getpid() not in pids and len(pids) == 3
     # the machine's cores are split among the workers (one thread each on 2 cores)
     assert {t.user_attrs["metrics"]["threads"] for t in trials} == {max(1, len(os.sched_getaffinity(0)) // 2)}
@@ -158,3 +158,27 @@ def test_tpe_study_searches_and_continues(workspace, study_file):
     assert report["best"]["value"] == study.best_value and len(report["rows"]) == 8
     more = spec.model_copy(update={"n_trials": 10})
     assert run_sweep(more, executor="debug").completed == 10
+
+
+def test_a_search_prunes_poor_trials_and_records_them_as_pruned(workspace, study_file):
+    search = {"train.lr": {"low": 1e-6, "high": 1.0, "log": True}, "model.connector_depth": {"choices": [1, 2, 3]}}
+    pruning = {"every": 1, "startup_trials": 2, "warmup_steps": 0}
+    spec = load_study(study_file(name="hpo", sampler="tpe", cells=[], search=search, n_trials=8, axis="trial",
+                                 objective="reporting_quadratic", pruning=pruning))  # fmt: skip
+    res = run_sweep(spec, executor="debug")
+    study = load(spec)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert pruned and complete and len(pruned) + len(complete) == 8 and not res.failed
+    for t in pruned:  # stopped after a report that trailed the median of the earlier trials at that step
+        assert max(t.intermediate_values) < 4
+    _, runs = children(spec)
+    by_id = {r.info.run_id: r for r in runs}
+    for t in pruned:
+        run = by_id[t.user_attrs["mlflow_run_id"]]
+        assert run.data.tags["optuna.state"] == "PRUNED" and int(run.data.tags["pruned_at_step"]) < 4
+    for t in complete:
+        assert by_id[t.user_attrs["mlflow_run_id"]].data.tags["optuna.state"] == "COMPLETE"
+    report = json.loads((workspace / "reports" / "sweeps" / "hpo.json").read_text())
+    assert report["pruned_trials"] == len(pruned) and report["complete"]
+    assert {r["state"] for r in report["rows"]} == {"PRUNED", "COMPLETE"}

@@ -30,10 +30,16 @@ def test_study_backbones_are_pretrained_sam2_only_before_the_trials(workspace, s
     sizes += [f"data.synth.{k}=2" for k in ("mmeb_train_per_task", "mmeb_eval_per_task")]
     assert main(["data", "synth", "micro", *sizes]) == 0
     path = "runs/sweeps/depth/backbones/sam2-tiny-s"
-    spec_path = study_file(backbones=[{"path": path, "overrides": ["model.sam.arch=sam2-tiny-s"]}])
+    unused = "runs/sweeps/depth/backbones/sam2-tiny-l"
+    cells = [{"label": "s", "overrides": [f"model.sam.path={path}", "model.sam.arch=sam2-tiny-s"]}]
+    cells += [{"label": str(d), "overrides": [f"model.connector_depth={d}"]} for d in (1, 2)]
+    backbones = [{"path": path, "overrides": ["model.sam.arch=sam2-tiny-s"]},
+                 {"path": unused, "overrides": ["model.sam.arch=sam2-tiny-l"]}]  # fmt: skip
+    spec_path = study_file(backbones=backbones, cells=cells)
     (workspace / "experiments" / "micro.yaml").write_text(MICRO)  # study_file wrote its own micro.yaml
 
     assert run_sweep(load_study(spec_path), executor="debug").completed == 3
+    assert not (workspace / unused).exists()  # no cell of this run reads it: not trained
     sam = workspace / path
     config = json.loads((sam / "config.json").read_text())
     assert config["vision_config"]["backbone_config"]["hidden_size"] == 16  # the sam2-tiny-s preset

@@ -68,25 +68,26 @@ def fake_eval(args: list[str]) -> None:
 
 
 def fake_sweep(args: list[str]) -> None:
-    from virtue.orchestrate.study import load_study
+    from virtue.orchestrate.budget import read_budget
+    from virtue.orchestrate.study import load_study, only_cells
 
     study = args[args.index("--study") + 1]
-    sets = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--set")
+    budget = read_budget(args[args.index("--budget-from") + 1])  # the real command's reading of params.yaml
+    sets = dict(x.split("=", 1) for x in budget.sets)
     spec = load_study(study)
+    if budget.cells.get(spec.name):
+        spec = only_cells(spec, budget.cells[spec.name])
     rows = []
-    labels = [c.label for c in spec.cells] or [f"t{i}" for i in range(int(args[args.index("--trials") + 1]))]
+    labels = [c.label for c in spec.cells] or [f"t{i}" for i in range(budget.trials)]
     for k, label in enumerate(labels):
-        values = [
-            ((k + 1) * int(sets["train.steps"]) + seed) % 97 / 100
-            for seed in range(int(args[args.index("--seeds") + 1]))
-        ]
+        values = [((k + 1) * int(sets["train.steps"]) + seed) % 97 / 100 for seed in range(budget.seeds)]
         rows.append(
             {spec.axis: label, "mean": sum(values) / len(values), "std": 0.0, "n": len(values), "values": values}
         )
     summary = {"study": spec.name, "axis": spec.axis, "metric": spec.metric, "sampler": spec.sampler, "rows": rows}
     write(Path("reports/sweeps") / f"{spec.name}.json", json.dumps(summary))
     write(Path("reports/sweeps") / f"{spec.name}.png", "not a png")
-    write(Path("runs/sweeps") / spec.name / "args.json", json.dumps(args))
+    write(Path("runs/sweeps") / spec.name / "args.json", json.dumps({"args": args, "sets": budget.sets}))
 
 
 def main(argv: list[str]) -> int:

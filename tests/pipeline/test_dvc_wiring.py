@@ -68,16 +68,18 @@ def test_full_run_then_noop_then_partial(ws):
     assert row.split("|")[-4].strip() == f"{100 * m['scar']['overall']['hit@1']:.1f}"  # Overall column
     assert (ws / "reports/index.html").is_file() and (ws / "reports/plots/training_curves.png").is_file()
 
-    # a sweep stage per study, its budget from params.yaml; the report shows each study's summary
-    sweeps = yaml.safe_load((ws / "params.yaml").read_text())["sweeps"]
+    # a sweep stage per study, its budget from params.yaml (steps: null = the main path's); the report shows
+    # each study's summary
     sw = [c for c in calls if c.startswith("sweep")]
     assert sorted(c.split("--study ")[1].split()[0] for c in sw) == sorted(studies)
-    assert all(f"--set train.steps={sweeps['steps']}" in c and "--restart-on-change" in c for c in sw)
-    assert all(f"--workers {sweeps['workers']} --seeds {sweeps['seeds']}" in c for c in sw)
+    assert all("--budget-from params.yaml" in c and "--restart-on-change" in c for c in sw)
+    sets = json.loads((ws / "runs" / "sweeps" / studies[0] / "args.json").read_text())["sets"]
+    assert f"train.steps={params['train']['steps']}" in sets
     for study in studies:
         summary = json.loads((ws / "reports" / "sweeps" / f"{study}.json").read_text())
         assert f"### Sweep study `{study}`" in md
-        assert f"| {summary['rows'][0][summary['axis']]} | {summary['rows'][0]['mean']:.3f} |" in md
+        first = summary["rows"][0]
+        assert f"| {first[summary['axis']]} | {first['n']} | {first['mean']:.3f} |" in md
         assert f"reports/sweeps/{study}.json" in shown.stdout  # dvc metrics show reads the summaries too
 
     # nothing changed: nothing runs, status clean
@@ -85,10 +87,11 @@ def test_full_run_then_noop_then_partial(ws):
     st = dvc(ws, "status", path_first=bin_dir)
     assert st.returncode == 0 and "up to date" in st.stdout, st.stdout
 
-    # a training parameter: training, evaluation and report rerun; data and pre-training do not
+    # a training parameter: training, evaluation, the studies (they train with the main path's recipe and
+    # reuse its runs) and the report rerun; data and pre-training do not
     set_params(ws, train={"steps": 7})
     calls = repro(ws, bin_dir, log)
-    assert kinds(calls) == ["eval", "eval", "eval", "report", "train"]
+    assert kinds(calls) == ["eval", "eval", "eval", "report"] + ["sweep"] * len(studies) + ["train"]
     assert all("train.steps=7" in c for c in calls if c.startswith("train"))
     diff = dvc(ws, "params", "diff", "--json")
     assert diff.returncode == 0 and '"train.steps"' in diff.stdout, diff.stdout
@@ -97,7 +100,8 @@ def test_full_run_then_noop_then_partial(ws):
     set_params(ws, sweeps={"steps": 5})
     calls = repro(ws, bin_dir, log)
     assert kinds(calls) == ["report"] + ["sweep"] * len(studies)
-    assert all("--set train.steps=5" in c for c in calls if c.startswith("sweep"))
+    sets = json.loads((ws / "runs" / "sweeps" / studies[0] / "args.json").read_text())["sets"]
+    assert "train.steps=5" in sets
 
     # plots render from the report's outputs
     plots = dvc(ws, "plots", "show", "-o", str(ws.parent / "plots-html"))

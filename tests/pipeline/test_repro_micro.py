@@ -43,7 +43,7 @@ def test_dvc_repro_micro(tmp_path):
         pretrain={"sam_steps": 2, "vlm_steps": 2},
         train={"steps": 2, "batch_size": 8, "warmup_steps": 0, "hard_negatives": 3},  # params.yaml overrides micro.yaml
         eval={"batch_size": 16},
-        sweeps={"studies": ["connector_depth"], "steps": 2, "warmup_steps": 0, "seeds": 1, "trials": 1, "workers": 2},
+        sweeps={"studies": ["connector_depth"], "steps": None, "seeds": 1, "trials": 1, "workers": 2},
     )
     r = dvc(ws, "repro")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -60,17 +60,27 @@ def test_dvc_repro_micro(tmp_path):
         assert list((ws / "runs" / "eval" / f"micro-{variant}" / "scar").glob("*_score.json"))
     assert "base64," in (ws / "reports" / "index.html").read_text()
 
-    # the sweep stage: one trial per cell, trained and evaluated for real; summary = trials = report
+    # the sweep stage: one trial per cell and seed (the reference cell: 3 seeds), trained and evaluated for real,
+    # with the main path's recipe: its virtue run is the reference's first seed and is not trained again
     summary = json.loads((ws / "reports" / "sweeps" / "connector_depth.json").read_text())
-    assert summary["completed_trials"] == 3 and summary["failed_trials"] == 0
+    assert summary["completed_trials"] == 5 and summary["failed_trials"] == 0 and summary["complete"]
     sweep = table_rows(md, "Sweep study `connector_depth`")
     for row in summary["rows"]:
-        trial = ws / "runs" / "sweeps" / "connector_depth" / "trials" / f"{row['connector_depth']}-s0"
-        m = json.loads((trial / "eval" / "metrics.json").read_text())
-        assert row["values"] == [m["scar"]["overall"]["hit@1"]] and row["mean"] == m["scar"]["overall"]["hit@1"]
-        assert sweep[row["connector_depth"]][0] == f"{row['mean']:.3f}"
-        cfg = (trial / "config.yaml").read_text()  # the budget from params.yaml reached the trial
-        assert "steps: 2\n" in cfg and f"connector_depth: {row['connector_depth']}\n" in cfg
+        values = []
+        for run in row["runs"]:
+            m = json.loads((ws / run / "eval" / "metrics.json").read_text())
+            values.append(m["scar"]["overall"]["hit@1"])
+            cfg = (ws / run / "config.yaml").read_text()  # the main path's budget reached the trial
+            assert "steps: 2\n" in cfg and f"connector_depth: {row['connector_depth']}\n" in cfg
+        assert row["values"] == values and sweep[row["connector_depth"].replace("2", "2 (reference)")][1] == (
+            f"{row['mean']:.3f}"
+        )
+        assert "difference [95% interval]" in md and row["paired"]["scar.overall.hit@1"]["verdict"]
+    reference = next(r for r in summary["rows"] if r["reference"])
+    assert reference["n"] == 3
+    adopted = ws / reference["runs"][0] / "adopted_from.txt"
+    assert adopted.read_text().strip() == "runs/train/micro-virtue"  # trained once, by the main path
+    assert summary["claim"]["verdict"] in ("reproduced", "contradicted", "unresolved")
     assert (ws / "reports" / "sweeps" / "connector_depth.png").stat().st_size > 1000
 
     st = dvc(ws, "status")

@@ -191,7 +191,7 @@ def test_sweep_studies_get_a_table_and_plot(workspace):
     md = build_report(workspace / "runs", workspace / "reports", prefix="tiny").read_text()
     assert "Sweep study `connector_depth`" in md and "reports/sweeps/connector_depth.json" in md
     table = cells(md, "Sweep study `connector_depth`")
-    assert table["2"][:2] == ["0.523", "0.020"]  # fractions keep 3 decimals
+    assert table["2"][:3] == ["2", "0.523", "0.020"]  # seeds, then fractions with 3 decimals
     assert (workspace / "reports" / "plots" / "sweep_connector_depth.png").is_file()
     # a study whose runner already drew its plot: that plot is used, not redrawn
     assert not (workspace / "reports" / "plots" / "sweep_points.png").exists()
@@ -276,3 +276,34 @@ def test_training_of_each_run_is_stated_from_its_run_folder(workspace):
     assert lines[0].startswith("- tiny-virtue: 640 steps of 32 queries, 3 hard negatives")
     assert "SCaR and MMEB" in lines[0] and "(drawn from the kinds relation, scene)" in lines[0]
     assert lines[1].startswith("- tiny-global: 7 steps") and lines[1].endswith("on the SCaR training set")
+
+
+def test_paired_comparisons_and_the_papers_claim_are_on_the_page(workspace):
+    sweeps = workspace / "reports" / "sweeps"
+    sweeps.mkdir(parents=True)
+    metric = "scar.overall.hit@1"
+
+    def paired(delta, verdict):
+        return {metric: {"delta": delta, "low": delta - 0.02, "high": delta + 0.02, "verdict": verdict}}
+
+    rows = [
+        {"connector_depth": "1", "mean": 0.30, "std": 0.01, "n": 2, "paired": paired(-0.05, "worse")},
+        {"connector_depth": "2", "reference": True, "mean": 0.35, "std": 0.01, "n": 4, "paired": paired(0.0, "-")},
+        {"connector_depth": "3", "mean": 0.34, "std": 0.01, "n": 2, "paired": paired(-0.01, "no difference")},
+    ]
+    claim = {"text": "2 layers beat 1 and 3", "source": "Table 5", "verdict": "unresolved", "checks": [
+        {"cell": "1", "than": "2", "expect": "worse", "delta": -0.05, "low": -0.07, "high": -0.03, "state": "holds"},
+        {"cell": "3", "than": "2", "expect": "worse", "delta": -0.01, "low": -0.03, "high": 0.01,
+         "state": "unresolved"}]}  # fmt: skip
+    summary = {"study": "connector_depth", "axis": "connector_depth", "metric": metric, "rows": rows,
+               "claim": claim, "seed_variance": {metric: {"std": 0.012, "df": 6, "from": ["1", "2", "3"]}},
+               "queries": {metric: 2000}, "complete": True}  # fmt: skip
+    (sweeps / "connector_depth.json").write_text(json.dumps(summary))
+    md = build_report(workspace / "runs", workspace / "reports", prefix="tiny").read_text()
+    table = cells(md, "Sweep study `connector_depth`")
+    assert table["1"][3:5] == ["-0.050 [-0.070, -0.030]", "worse"]
+    assert table["2 (reference)"][3] == "reference"
+    assert "2000 eval queries" in md and "seed std 0.012" in md
+    claims = cells(md, "The paper's ablation findings")
+    assert claims["connector_depth"][:3] == ["2 layers beat 1 and 3", "Table 5", "unresolved"]
+    assert "1 vs 2: worse, -0.050 [-0.070, -0.030] (holds)" in claims["connector_depth"][3]

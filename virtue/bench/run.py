@@ -31,10 +31,12 @@ class Sizes:
     eval_repeats: int
     eval_batch: int
     dvc_repeats: int
+    lever_steps: int
+    lever_repeats: int
 
 
-FULL = Sizes(256, 3, 256, 8, 1, 4, 8, 3, 2, 32, 3)
-QUICK = Sizes(32, 4, 32, 8, 1, 2, 8, 1, 1, 32, 1)
+FULL = Sizes(256, 20, 256, 8, 1, 4, 8, 3, 2, 32, 3, 6, 2)
+QUICK = Sizes(32, 4, 32, 8, 1, 2, 8, 1, 1, 32, 1, 2, 1)
 
 
 def run_bench(out: str | os.PathLike, *, quick: bool = False) -> dict:
@@ -44,10 +46,14 @@ def run_bench(out: str | os.PathLike, *, quick: bool = False) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the machine is shared: one thread keeps the timings comparable
     start = time.perf_counter()
+    from ..orchestrate.budget import read_budget
     from .cache_sweep import cache_sweep
     from .eval_speed import eval_throughput
+    from .levers import study_levers
     from .memory import gradcache_memory
     from .pipeline import noop_repro, stage_minutes
+
+    budget = read_budget(workspace_root() / "params.yaml").__dict__
 
     try:
         with tempfile.TemporaryDirectory(prefix="virtue-bench-") as tmp:
@@ -60,6 +66,9 @@ def run_bench(out: str | os.PathLike, *, quick: bool = False) -> dict:
                 lambda: cache_sweep(ws, steps=sizes.sweep_steps, batch=sizes.sweep_batch, repeats=sizes.sweep_repeats)
             )
             results += _clocked(lambda: [eval_throughput(ws, repeats=sizes.eval_repeats, batch_size=sizes.eval_batch)])
+            results += _clocked(
+                lambda: study_levers(ws, repeats=sizes.lever_repeats, steps=sizes.lever_steps, budget=budget)
+            )
         root = workspace_root()
         results += _clocked(lambda: [noop_repro(root, sizes.dvc_repeats)])
         results += _clocked(lambda: [stage_minutes(root)])
@@ -104,13 +113,19 @@ def format_table(report: dict) -> str:
     for name, r in report["results"].items():
         if r["status"] == "skipped":
             rows.append((name, f"skipped: {r['reason']}"[:100], "", "", "", ""))
-        elif "ratio" in r:
+        elif "optimised" in r:
             a, b = r["optimised"], r["baseline"]
             met = {True: "yes", False: "NO", None: "-"}[r["met"]]
             rows.append((name, _num(a["median"], a["unit"]), _num(b["median"], b["unit"]), f"{r['ratio']:.2f}x",
                          r["target"] or "-", met))  # fmt: skip
         elif name == "dvc_repro_noop":
             rows.append((name, _num(r["seconds"]["median"], "s"), "", "", "", ""))
+        elif name == "cell_dedup":
+            rows.append((name, f"{r['distinct_cells']} cells", f"{r['planned_trials']} trials", f"{r['ratio']:.2f}x",
+                         "-", "-"))  # fmt: skip
+        elif name == "answered_cell_minutes":
+            steps = " -> ".join(f"{x['minutes']:.2g}" for x in r["levers"])
+            rows.append((name, f"{steps} min", "", f"{r['ratio_all_levers']:.2f}x", "-", "-"))
         else:
             stages = ", ".join(f"{k}: {_num(v, 'min')}" for k, v in r["minutes"].items())
             rows.append((name, f"{r['status']}: {stages}"[:100], "", "", "", ""))

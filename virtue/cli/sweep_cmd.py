@@ -11,8 +11,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..orchestrate.sweep import EXECUTORS
 
     p.add_argument("--study", required=True, help="name under sweeps/studies/ or a YAML path")
-    p.add_argument("--executor", choices=EXECUTORS, default="local", help="debug: in this process")
-    p.add_argument("--workers", type=int, default=1, help="trials at once (Slurm: slurm_array_parallelism)")
+    p.add_argument(
+        "--budget-from",
+        metavar="PARAMS_YAML",
+        help="take the per-trial budget (--set), --seeds, --trials, --workers and --executor from this file's "
+        "sweeps: block and training recipe, as the DVC stages do (params.yaml); options given here still win",
+    )
+    p.add_argument("--executor", choices=EXECUTORS, help="debug: in this process (default: local)")
+    p.add_argument("--workers", type=int, help="trials at once (Slurm: slurm_array_parallelism; default 1)")
     p.add_argument("--storage", help="Optuna storage: an RDB URL or a journal file (default: the study's journal)")
     p.add_argument("--seeds", type=int, help="repeats of each grid cell (default: the study's)")
     p.add_argument("--trials", type=int, help="tpe studies: trials in total (default: the study's n_trials)")
@@ -26,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="config override for every trial, after the study's own overrides (repeatable), e.g. train.steps=120",
     )
     p.add_argument("--threads", type=int, help="torch threads per trial (default: local: cores / workers)")
+    p.add_argument("--cells", help="run only these cells (comma-separated labels; the reference always runs)")
     p.add_argument(
         "--restart-on-change",
         action="store_true",
@@ -69,29 +76,48 @@ def run(args: argparse.Namespace) -> int:
     from ..orchestrate.study import load_study
     from ..orchestrate.sweep import run_sweep
 
-    spec = apply_sets(load_study(args.study), args.sets, args.experiment)
+    sets, seeds, trials, workers, executor = args.sets, args.seeds, args.trials, args.workers, args.executor
+    cells = args.cells.split(",") if args.cells else None
+    spec = load_study(args.study)
+    if args.budget_from:
+        from ..orchestrate.budget import read_budget
+
+        b = read_budget(args.budget_from)
+        own = ("train.steps=", "train.warmup_steps=") if spec.own_budget else ()
+        sets = [*(x for x in b.sets if not (own and x.startswith(own))), *sets]
+        seeds, trials = seeds or b.seeds, trials or b.trials
+        workers, executor = workers or b.workers, executor or b.executor
+        cells = cells or b.cells.get(spec.name)
+    if cells and spec.sampler == "grid":
+        from ..orchestrate.study import only_cells
+
+        spec = only_cells(spec, cells)
+    spec = apply_sets(spec, sets, args.experiment)
     slurm = {k: v for k, v in (("partition", args.partition), ("gpus_per_node", args.gpus),
                                ("time_min", args.time_min)) if v is not None}  # fmt: skip
     if slurm:
         spec = spec.model_copy(update={"slurm": spec.slurm.model_copy(update=slurm)})
-    if args.trials is not None:
-        if args.trials < 1:
-            raise UserError(f"--trials {args.trials}: must be at least 1")
-        spec = spec.model_copy(update={"n_trials": args.trials})
+    if trials is not None:
+        if trials < 1:
+            raise UserError(f"--trials {trials}: must be at least 1")
+        spec = spec.model_copy(update={"n_trials": trials})
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads {args.threads}: must be at least 1")
     res = run_sweep(
         spec,
-        executor=args.executor,
-        workers=args.workers,
+        executor=executor or "local",
+        workers=workers or 1,
         storage=args.storage,
-        seeds=args.seeds,
+        seeds=seeds,
         threads=args.threads,
         restart_on_change=args.restart_on_change,
     )
-    print(f"{res.study}: {res.completed} trials complete in {res.wall_s:.1f} s; report {res.report}")
+    reused = f" ({res.reused} found already trained)" if res.reused else ""
+    print(f"{res.study}: {res.completed} trials complete{reused} in {res.wall_s:.1f} s; report {res.report}")
     if res.requeued:
         print(f"re-enqueued trials left RUNNING by a dead worker: {res.requeued}")
     for line in res.failed:
         print(f"failed: {line}", file=sys.stderr)
-    return 1 if res.failed else 0
+    if not res.complete:
+        print(f"{res.study}: the summary is missing cells (see 'missing' in {res.report})", file=sys.stderr)
+    return 1 if res.failed or not res.complete else 0

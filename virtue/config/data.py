@@ -12,6 +12,9 @@ class SynthConfig(Section):
     image_size: int = Field(128, ge=64, description="side of the square synthetic images, pixels")
     scar_train_per_subset: int = Field(2000, ge=1)
     scar_eval_per_subset: int = Field(200, ge=1)
+    scar_val_per_subset: int = Field(
+        0, ge=0, description="queries per subset of a validation split in the eval schema (val/); 0 = none"
+    )
     mmeb_train_per_task: int = Field(500, ge=1)
     mmeb_eval_per_task: int = Field(100, ge=1)
 

@@ -61,8 +61,12 @@ class ModelConfig(Section):
     release_connector: str | None = Field(
         None, description="the release's sam2_reducer_and_vlm_layer.pth (or its folder) loaded into the connector"
     )
-    dtype: Literal["float32", "bfloat16"] = Field(
-        "float32", description="dtype of the frozen backbones; trained weights stay float32 (the paper: bf16)"
+    dtype: Literal["float32", "bfloat16", "auto"] = Field(
+        "float32",
+        description="dtype of the frozen backbones; trained weights stay float32 (the paper: bf16). auto: the "
+        "faster one on this machine, resolved when the config is read (and so written resolved next to every "
+        "output): bfloat16 on CUDA and on CPUs with AMX tiles, float32 on other CPUs, where bfloat16 matmuls "
+        "are slower than float32 (a tiny training step 1.45x slower, docs/research/pretraining.md)",
     )
     attention: Literal["sdpa", "eager"] = Field(
         "sdpa",
@@ -89,6 +93,11 @@ class ModelConfig(Section):
         ),
     )
 
+    @field_validator("dtype")
+    @classmethod
+    def _resolve_auto(cls, v: str) -> str:
+        return native_dtype() if v == "auto" else v
+
     @field_validator("seg_tokens", "num_points")
     @classmethod
     def _square(cls, value: int) -> int:
@@ -108,3 +117,25 @@ class ModelConfig(Section):
         if self.variant == "virtue" and side % math.isqrt(self.seg_tokens):
             raise ValueError(f"seg_tokens {self.seg_tokens}: its root must divide the SAM map side {side}")
         return self
+
+
+def cpu_has_amx() -> bool:
+    """Intel AMX tiles (Sapphire Rapids and later): oneDNN's bfloat16 matmuls run on them, far faster than
+    float32; without them bfloat16 is emulated with AVX-512 and slower than float32."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return any(line.startswith("flags") and " amx_bf16" in line for line in f)
+    except OSError:
+        return False
+
+
+def native_dtype() -> str:
+    """model.dtype=auto: bfloat16 where it is the fast path (CUDA, AMX), else float32."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return "bfloat16"
+    except ImportError:
+        pass
+    return "bfloat16" if cpu_has_amx() else "float32"

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import Section
+from .base import OutputDir, Section
 
 
 class TrainConfig(Section):
@@ -40,9 +40,16 @@ class TrainConfig(Section):
     )
     checkpoint_every: int = Field(200, ge=0, description="steps between checkpoints; 0 = only at the end")
     resume: str = Field("auto", description="'auto' (latest in the run folder), 'never', or a checkpoint path")
+    init_from: str | None = Field(
+        None,
+        description="start from the trained weights of another run (its folder or a safetensors file), as the "
+        "paper's +SCaR-train stage starts from a trained model: every tensor it holds is loaded (same name and "
+        "shape required); tensors it lacks (a connector, when it is a global run) keep their initialisation; "
+        "the optimizer, schedule and step count start fresh. Not `resume`, which continues a run",
+    )
     feature_cache: bool = Field(True, description="cache frozen SAM-2 / vision-tower outputs on disk")
     feature_cache_dir: str = Field("runs/feature-cache", description="shared by runs and sweep trials")
-    output_dir: str = Field("runs/{name}", description="run folder; {name} is the experiment name")
+    output_dir: OutputDir = Field("runs/{name}", description="run folder; {name} is the experiment name")
 
 
 class PretrainConfig(Section):

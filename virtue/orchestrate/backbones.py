@@ -41,8 +41,15 @@ def backbone_config(spec: StudySpec, job: BackboneJob) -> ExperimentConfig:
 
 
 def missing_backbones(spec: StudySpec) -> list[BackboneJob]:
+    """The study's backbones that a cell of this run reads (--cells may leave some out) and that do not exist."""
     root = workspace_root()
-    return [b for b in spec.backbones if not (Path(b.path) if Path(b.path).is_absolute() else root / b.path).is_dir()]
+    used = {o for c in spec.cells for o in c.overrides}
+    return [
+        b
+        for b in spec.backbones
+        if f"model.sam.path={b.path}" in used
+        and not (Path(b.path) if Path(b.path).is_absolute() else root / b.path).is_dir()
+    ]
 
 
 @dataclass(frozen=True)

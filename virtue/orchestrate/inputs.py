@@ -22,14 +22,16 @@ from .study import StudySpec
 _TRIAL_CODE = ("config", "data", "models", "train", "eval")
 
 # Fields that may change while a study continues: more seeds or trials add work, resources do not change values.
-_FREE_FIELDS = {"seeds", "n_trials", "slurm", "description"}
+# The cells are in the configs digest: another set of cells starts the study over, and every cell it keeps finds
+# its result again in runs/cells (virtue.orchestrate.cells) instead of training.
+_FREE_FIELDS = {"seeds", "n_trials", "slurm", "description", "cells", "omitted", "reference_seeds"}
 
 
 def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _tree_digest(folder: Path, pattern: str = "*") -> str:
+def tree_digest(folder: Path, pattern: str = "*") -> str:
     h = hashlib.sha256()
     for p in sorted(q for q in folder.rglob(pattern) if q.is_file()):
         h.update(p.relative_to(folder).as_posix().encode() + b"\0")
@@ -37,6 +39,12 @@ def _tree_digest(folder: Path, pattern: str = "*") -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()[:16]
+
+
+def code_digest() -> str:
+    """Digest of the code that trains and evaluates a trial (the sweep driver's own code does not count)."""
+    package = Path(__file__).resolve().parents[1]
+    return _digest({name: tree_digest(package / name, "*.py") for name in _TRIAL_CODE})
 
 
 def read_paths(cfg: ExperimentConfig) -> list[str]:
@@ -54,11 +62,9 @@ def study_inputs(spec: StudySpec, cfgs: list[ExperimentConfig], own_dir: Path) -
         for rel in read_paths(cfg):
             p = Path(rel) if Path(rel).is_absolute() else root / rel
             if p.is_dir() and own_dir.resolve() not in p.resolve().parents and rel not in files:
-                files[rel] = _tree_digest(p)
-    package = Path(__file__).resolve().parents[1]
-    code = {name: _tree_digest(package / name, "*.py") for name in _TRIAL_CODE}
+                files[rel] = tree_digest(p)
     return {
-        "code": _digest(code),
+        "code": code_digest(),
         "study": _digest(spec.model_dump(mode="json", exclude=_FREE_FIELDS)),
         "configs": _digest([cfg.model_dump(mode="json") for cfg in cfgs]),
         "files": _digest(files),

@@ -1,14 +1,14 @@
 """The sweep driver: `python sweeps/run.py --study NAME` lands here.
 
 Optuna holds the state (journal file by default, an RDB with --storage); the driver
-1. recovers trials left RUNNING by a dead worker (the journal has no heartbeat): marks them FAIL and
-   enqueues the same parameters again, carrying the MLflow run id so the new attempt re-attaches;
-2. grid: enqueues every (cell, seed) not yet complete or queued, so reruns only do what is missing;
-   tpe: asks the sampler in waves of `workers` trials until n_trials are complete (seed 0);
-3. asks Optuna for each trial (fixing its parameters), runs them through the executor (debug: here;
-   local: subprocesses, at most `workers` at once; slurm: one job array, slurm_array_parallelism=workers),
-   and waits;
-4. writes reports/sweeps/<study>.json and .png (atomically) and logs them to the study's MLflow parent run.
+1. refuses to continue a study made from other inputs (inputs.py), or starts it over when asked;
+2. fails trials left RUNNING by a dead worker and enqueues them again (liveness.py), and waits for trials
+   whose worker is still alive (a job a killed driver left behind) before going on;
+3. grid: enqueues every (cell, seed) not yet complete (queue.py), asks for them, tells Optuna at once the
+   result of every cell some study has already trained (cells.py), and runs the others (executors.py),
+   telling each result as its job ends; search: runs `workers` search workers that ask, prune and tell;
+4. writes reports/sweeps/<study>.json and .png (sweep_report.py) and logs them to the study's MLflow parent
+   run; a summary with a cell missing says so (`complete: false`) and the command exits 1.
 Only one driver per study should run at a time.
 """
 
@@ -17,29 +17,26 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
-import subprocess
+import statistics
 import sys
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from tqdm import tqdm
 
 from ..errors import UserError
 from ..paths import workspace_root
 from .backbones import pretrain_backbones
+from .executors import EXECUTORS, progress, run_jobs
 from .inputs import changed_inputs, record_inputs, study_inputs
-from .launcher import failure_reason, make_executor
+from .liveness import live_trials, recover_dead_trials
+from .queue import ask_grid, enqueue_grid, tell_reused, worker_env
 from .study import StudySpec, trial_config, trial_overrides
 from .sweep_report import write_report
 from .tracking import open_tracker
-from .worker import TrialJob, TrialSpec, open_storage, run_one
+from .worker import SearchJob, SearchSpec, TrialJob, open_storage, read_result, sampler_and_pruner, search_done
 
-EXECUTORS = ("debug", "local", "slurm")
-SEED_RANGE = (0, 1_000_000)
+__all__ = ["EXECUTORS", "SweepResult", "run_sweep", "storage_url", "sweep_dir"]
 
 
 @dataclass
@@ -50,6 +47,8 @@ class SweepResult:
     requeued: list[int] = field(default_factory=list)
     report: Path | None = None
     wall_s: float = 0.0
+    reused: int = 0  # cells found already trained (by another study or an earlier run)
+    complete: bool = True  # every planned trial is in the summary
 
 
 def sweep_dir(spec: StudySpec) -> Path:
@@ -60,199 +59,6 @@ def storage_url(spec: StudySpec, storage: str | None) -> str:
     if storage:
         return storage if "://" in storage or storage.startswith("journal:") else f"journal:{Path(storage).resolve()}"
     return f"journal:{sweep_dir(spec) / 'journal.log'}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _slurm_job_active(job_id: str) -> bool | None:
-    """True/False from squeue; None when squeue cannot answer (no Slurm here)."""
-    try:
-        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        # squeue errors for ids it has forgotten ("Invalid job id"): that job is long gone.
-        return False if "Invalid job id" in out.stderr else None
-    states = {s.strip() for s in out.stdout.split()}
-    return bool(states & {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING"})
-
-
-def worker_alive(attrs: dict[str, Any]) -> bool:
-    """Whether the worker recorded on a RUNNING trial may still be working on it."""
-    job = attrs.get("slurm_job_id") or (attrs.get("job_id") if attrs.get("executor") == "slurm" else None)
-    if job:
-        active = _slurm_job_active(str(job))
-        return bool(active)  # unknown (squeue missing) counts as dead: this driver cannot wait for it
-    here = socket.gethostname()
-    for host_key, pid_key in (("worker_host", "worker_pid"), ("driver_host", "job_pid"), ("driver_host", "driver_pid")):
-        pid = attrs.get(pid_key)
-        if pid and attrs.get(host_key) == here:
-            return int(pid) != os.getpid() and _pid_alive(int(pid))
-    return False
-
-
-def recover_dead_trials(study, spec: StudySpec) -> list[int]:
-    """RUNNING trials whose worker is gone -> FAIL, and the same parameters enqueued again."""
-    from optuna.trial import TrialState
-
-    requeued = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if worker_alive(t.user_attrs):
-            continue
-        study._storage.set_trial_user_attr(t._trial_id, "dead_worker", True)
-        study.tell(t.number, state=TrialState.FAIL)
-        attrs = {"cell_key": t.user_attrs.get("cell_key"), "requeued_from": t.number}
-        if t.user_attrs.get("mlflow_run_id"):
-            attrs["mlflow_run_id"] = t.user_attrs["mlflow_run_id"]
-        study.enqueue_trial(dict(t.params), user_attrs=attrs, skip_if_exists=False)
-        requeued.append(t.number)
-    return requeued
-
-
-def _cell_key(cell: str, seed: int) -> str:
-    return f"{cell}-s{seed}"
-
-
-def enqueue_grid(study, spec: StudySpec, seeds: int) -> int:
-    """Enqueue every (cell, seed) that is neither complete nor queued nor running; seed-major order so that
-    a partial sweep already covers every cell once."""
-    from optuna.trial import TrialState
-
-    have = {
-        t.user_attrs.get("cell_key")
-        for t in study.get_trials(deepcopy=False)
-        if t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
-    }
-    n = 0
-    for seed in range(seeds):
-        for cell in spec.cells:
-            key = _cell_key(cell.label, seed)
-            if key not in have:
-                study.enqueue_trial({"cell": cell.label, "seed": seed}, user_attrs={"cell_key": key})
-                n += 1
-    return n
-
-
-def _suggest(trial, spec: StudySpec) -> dict[str, Any]:
-    """Grid: the queued cell and seed come back as they were enqueued. TPE: sampled values; the seed stays 0
-    (repeating a sampled point over seeds would only blur what the sampler learns)."""
-    if spec.sampler == "grid":
-        labels = [c.label for c in spec.cells]
-        return {"cell": trial.suggest_categorical("cell", labels), "seed": trial.suggest_int("seed", *SEED_RANGE)}
-    params: dict[str, Any] = {}
-    for key, p in spec.search.items():
-        if p.choices is not None:
-            params[key] = trial.suggest_categorical(key, p.choices)
-        elif p.integer:
-            params[key] = trial.suggest_int(key, int(p.low), int(p.high), log=p.log)
-        else:
-            params[key] = trial.suggest_float(key, p.low, p.high, log=p.log)
-    return params
-
-
-def _ask(study, spec: StudySpec, storage: str, executor: str, parent: str | None, threads: int | None) -> TrialSpec:
-    from optuna.trial import TrialState
-
-    trial = study.ask()
-    params = _suggest(trial, spec)
-    key = trial.user_attrs.get("cell_key")
-    if spec.sampler == "grid" and key is None:
-        # Not one of ours (someone else popped the queued trial first): never run an unplanned cell.
-        study.tell(trial, state=TrialState.FAIL)
-        raise RuntimeError("grid study asked for a trial with nothing queued (is another driver running?)")
-    key = key or f"t{trial.number}"
-    trial.set_user_attr("cell_key", key)
-    trial.set_user_attr("driver_host", socket.gethostname())
-    trial.set_user_attr("driver_pid", os.getpid())
-    trial.set_user_attr("executor", executor)
-    run_dir = sweep_dir(spec) / "trials" / key
-    overrides = trial_overrides(spec, params, params.get("seed", 0), run_dir)
-    return TrialSpec(
-        spec=spec,
-        storage=storage,
-        trial_id=trial._trial_id,
-        number=trial.number,
-        cell_key=key,
-        overrides=overrides,
-        run_dir=str(run_dir),
-        parent_run_id=parent,
-        mlflow_run_id=trial.user_attrs.get("mlflow_run_id"),
-        env=_worker_env(),
-        threads=threads,
-    )
-
-
-def _worker_env() -> dict[str, str]:
-    """What a worker on another node must see like the driver: the workspace and the tracking server."""
-    env = {"VIRTUE_ROOT": str(workspace_root())}
-    for k in ("MLFLOW_TRACKING_URI", "PYTHONPATH"):
-        if os.environ.get(k):
-            env[k] = os.environ[k]
-    return env
-
-
-def _run_jobs(specs: list[TrialSpec], spec: StudySpec, executor: str, workers: int, study) -> list[str]:
-    """Run the trials; return a message per failed trial."""
-    from optuna.trial import TrialState
-
-    failed: list[str] = []
-    bar = tqdm(total=len(specs), desc=spec.name, unit="trial", disable=not sys.stderr.isatty())
-    if executor == "debug":
-        for t in specs:
-            try:
-                run_one(t)
-            except Exception as e:  # noqa: BLE001 - one failed cell does not stop the sweep
-                failed.append(f"{t.cell_key}: {type(e).__name__}: {e}")
-            bar.update()
-        bar.close()
-        return failed
-    launcher = spec.slurm if executor == "slurm" else spec.slurm.model_copy(update={"kind": "local"})
-    folder = sweep_dir(spec) / "logs"
-    if executor == "slurm":
-        ex = make_executor(launcher, f"sweep-{spec.name}", folder=folder, slurm_array_parallelism=workers)
-        try:
-            jobs = ex.map_array(TrialJob(), specs)
-        except Exception as e:  # sbatch refused (partition, limits): the asked trials must not stay RUNNING
-            for t in specs:
-                study.tell(t.number, state=TrialState.FAIL)
-            raise UserError(f"{spec.name}: sbatch refused the job array: {failure_reason(e)}") from e
-        for t, job in zip(specs, jobs, strict=True):
-            study._storage.set_trial_user_attr(t.trial_id, "job_id", str(job.job_id))
-        pending = list(zip(specs, jobs, strict=True))
-    else:  # submitit's local executor has no array parallelism: keep `workers` processes in flight
-        ex = make_executor(launcher, f"sweep-{spec.name}", folder=folder)
-        queue, pending = list(specs), []
-    done: list[tuple[TrialSpec, Any]] = []
-    while pending or (executor == "local" and queue):
-        if executor == "local":
-            while queue and len(pending) < workers:
-                t = queue.pop(0)
-                job = ex.submit(TrialJob(), t)
-                study._storage.set_trial_user_attr(t.trial_id, "job_id", str(job.job_id))
-                study._storage.set_trial_user_attr(t.trial_id, "job_pid", int(job.job_id))
-                pending.append((t, job))
-        finished = [(t, j) for t, j in pending if j.done()]
-        for item in finished:
-            pending.remove(item)
-            done.append(item)
-            bar.update()
-        if not finished:
-            time.sleep(0.5)
-    bar.close()
-    for t, job in done:
-        try:
-            job.result()
-        except Exception as e:  # noqa: BLE001
-            failed.append(f"{t.cell_key}: job {job.job_id} failed: {failure_reason(e)} (log: {job.paths.stderr})")
-    return failed
 
 
 def default_threads(spec: StudySpec, executor: str, workers: int) -> int | None:
@@ -293,6 +99,128 @@ def check_inputs(spec: StudySpec, url: str, restart: bool) -> None:
     record_inputs(sdir / "inputs.json", current)
 
 
+def trial_minutes(spec: StudySpec) -> float | None:
+    """Measured minutes of one trial of this study: the median over the cells already finished anywhere in
+    the workspace, their training time scaled to this study's steps. None before any has run."""
+    import json
+
+    from ..config import load_resolved
+    from .cells import CELLS
+
+    steps = cell_configs(spec)[0].train.steps
+    found = []
+    for path in (workspace_root() / CELLS).glob("*/results/*.json"):
+        try:
+            timing = json.loads(path.read_text(encoding="utf-8"))["timing"]
+            trained = load_resolved(path.parents[1] / "config.yaml").train.steps
+        except (OSError, ValueError, KeyError, UserError):
+            continue
+        train_s = timing.get("train_s", timing["seconds"])
+        found.append(train_s * steps / max(1, trained) + timing.get("eval_s", 0.0))
+    if not found:  # no cell measured yet: the main path's step time (its runs log samples/s per step)
+        from .cells import ADOPT_FROM
+
+        for log in (p for folder in ADOPT_FROM for p in (workspace_root() / folder).glob("*/metrics.jsonl")):
+            with contextlib.suppress(OSError, ValueError, UserError):
+                rows = [json.loads(x) for x in log.read_text(encoding="utf-8").splitlines()]
+                rates = [r["samples_per_s"] for r in rows if r.get("samples_per_s")]
+                batch = load_resolved(log.parent / "config.yaml").train.batch_size
+                if rates:
+                    found.append(steps * batch / statistics.median(rates))
+    return statistics.median(found) / 60 if found else None
+
+
+def announce(spec: StudySpec, todo: int, reused: int, workers: int) -> None:
+    each = trial_minutes(spec)
+    when = (
+        f"about {each * -(-todo // workers):.0f} min ({each:.1f} min a trial, measured on earlier cells)"
+        if each is not None and todo
+        else "time unknown until a first trial has run"
+        if todo
+        else "nothing to train"
+    )
+    print(f"{spec.name}: {todo + reused} trials, {reused} found already trained, {todo} to run "
+          f"({min(workers, max(todo, 1))} at once): {when}", file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _wait_for_live(study, spec: StudySpec) -> None:
+    """Trials whose worker still runs (a killed driver's jobs): wait until they end, then go on."""
+    live = live_trials(study)
+    if not live:
+        return
+    print(f"{spec.name}: waiting for {len(live)} trial(s) a previous driver left running", file=sys.stderr)
+    while live_trials(study):
+        time.sleep(2.0)
+
+
+def _run_grid(study, spec, *, url, executor, workers, threads, parent, seeds) -> tuple[list[str], int]:
+    from optuna.trial import TrialState
+
+    enqueue_grid(study, spec, seeds)
+    waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    asked = [ask_grid(study, spec, storage=url, executor=executor, parent=parent, threads=threads)
+             for _ in range(waiting)]  # fmt: skip
+    reused = [a for a in asked if a.reused is not None]
+    for a in reused:
+        tell_reused(study, a)
+    todo = [a for a in asked if a.reused is None]
+    announce(spec, len(todo), len(reused), workers)
+    bar = progress(len(todo), spec.name)
+
+    def on_submit(i: int, job) -> None:
+        key = "slurm_job_id" if executor == "slurm" else "local_pid"
+        todo[i].trial.set_user_attr(key, str(job.job_id) if executor == "slurm" else int(job.job_id))
+
+    def on_done(i: int) -> None:
+        a = todo[i]
+        result = read_result(a.job.run_dir, spec)
+        if result is None:  # the job failed or died: its MLflow run too (a killed worker could not say so)
+            study.tell(a.trial, state=TrialState.FAIL)
+            a.tracker.close("FAILED")
+        else:
+            a.trial.set_user_attr("metrics", result["metrics"])
+            study.tell(a.trial, result["value"])
+        bar.update()
+
+    try:
+        failed = run_jobs(
+            TrialJob(),
+            [a.job for a in todo],
+            [a.job.cell_key for a in todo],
+            executor=executor,
+            workers=workers,
+            launcher=spec.slurm,
+            folder=sweep_dir(spec) / "logs",
+            job_name=f"sweep-{spec.name}",
+            on_submit=on_submit,
+            on_done=on_done,
+        )
+    except UserError:  # sbatch refused the array: the asked trials must not stay RUNNING
+        for a in todo:
+            study.tell(a.trial, state=TrialState.FAIL)
+            a.tracker.close("FAILED")
+        raise
+    finally:
+        bar.close()
+    return failed, len(reused)
+
+
+def _run_search(study, spec, *, url, executor, workers, threads, parent) -> list[str]:
+    failed: list[str] = []
+    announce(spec, max(0, spec.n_trials - len(study.get_trials(deepcopy=False))), 0, workers)
+    while not search_done(study, spec.n_trials):
+        before = len(study.get_trials(deepcopy=False))
+        jobs = [SearchSpec(spec, url, spec.n_trials, w, parent, worker_env(), threads) for w in range(workers)]
+        failed += run_jobs(SearchJob(), jobs, [f"worker {w}" for w in range(workers)], executor=executor,
+                           workers=workers, launcher=spec.slurm, folder=sweep_dir(spec) / "logs",
+                           job_name=f"search-{spec.name}")  # fmt: skip
+        if len(study.get_trials(deepcopy=False)) == before:
+            break  # no worker got anywhere (every one failed at once): stop instead of looping forever
+        _wait_for_live(study, spec)
+        recover_dead_trials(study)
+    return failed
+
+
 def run_sweep(
     spec: StudySpec,
     *,
@@ -321,16 +249,12 @@ def run_sweep(
     check_inputs(spec, url, restart_on_change)
     if spec.backbones:
         pretrain_backbones(spec, executor=executor, workers=workers, threads=threads, folder=sweep_dir(spec) / "logs")
-    sampler = (
-        optuna.samplers.TPESampler(seed=spec.sampler_seed)
-        if spec.sampler == "tpe"
-        else optuna.samplers.RandomSampler(seed=spec.sampler_seed)  # never used: every grid trial is enqueued
-    )
+    sampler, pruner = sampler_and_pruner(spec)
     study = optuna.create_study(
         study_name=spec.name,
         storage=open_storage(url),
         sampler=sampler,
-        pruner=optuna.pruners.NopPruner(),
+        pruner=pruner,
         direction=spec.direction,
         load_if_exists=True,
     )
@@ -342,30 +266,21 @@ def run_sweep(
     if parent.run_id:
         study.set_user_attr("mlflow_parent_run_id", parent.run_id)
 
-    requeued = recover_dead_trials(study, spec)
+    _wait_for_live(study, spec)
+    requeued = recover_dead_trials(study)
     if requeued:
         warnings.warn(f"{spec.name}: trials {requeued} were left RUNNING by a dead worker; re-enqueued", stacklevel=2)
-    failed: list[str] = []
+    run = dict(url=url, executor=executor, workers=workers, threads=threads, parent=parent.run_id)
+    reused = 0
     if spec.sampler == "grid":
-        enqueue_grid(study, spec, seeds)
-        waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-        specs = [_ask(study, spec, url, executor, parent.run_id, threads) for _ in range(waiting)]
-        failed += _run_jobs(specs, spec, executor, workers, study)
+        failed, reused = _run_grid(study, spec, seeds=seeds, **run)
     else:
-        while True:
-            states = (TrialState.COMPLETE, TrialState.RUNNING)
-            left = spec.n_trials - len(study.get_trials(deepcopy=False, states=states))
-            if left <= 0:
-                break
-            specs = [_ask(study, spec, url, executor, parent.run_id, threads) for _ in range(min(workers, left))]
-            wave_failed = _run_jobs(specs, spec, executor, workers, study)
-            failed += wave_failed
-            if len(wave_failed) == len(specs):
-                break  # everything failing: stop asking instead of looping forever
-    report = write_report(spec, study, seeds)
+        failed = _run_search(study, spec, **run)
+    report, summary = write_report(spec, study, seeds)
     for p in (report, report.with_suffix(".png")):
         if p.exists():
             parent.log_artifact(p)
     parent.close("FAILED" if failed else "FINISHED")
     completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    return SweepResult(spec.name, completed, failed, requeued, report, time.monotonic() - start)
+    wall = time.monotonic() - start
+    return SweepResult(spec.name, completed, failed, requeued, report, wall, reused, bool(summary.get("complete")))

@@ -8,6 +8,7 @@ tracker warns once, stops talking to MLflow and the run folder still holds the f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -56,6 +57,45 @@ def tracking_uri(cfg: ExperimentConfig | None = None, root: Path | None = None) 
 
 def artifact_root(root: Path | None = None) -> Path:
     return (root or workspace_root()) / "mlartifacts"
+
+
+def _workspace_of(location: str) -> Path | None:
+    """The workspace a stored artifact location belongs to, when it has the shape ensure_experiment gives it
+    (<root>/mlartifacts/...); else None (a location the user chose, or MLflow's unused Default experiment)."""
+    if not location.startswith(("file:///", "/")):
+        return None
+    parts = Path(location.removeprefix("file://")).parts
+    return Path(*parts[: parts.index("mlartifacts")]) if "mlartifacts" in parts else None
+
+
+def relocate_store(root: Path) -> None:
+    """A workspace copied elsewhere (cp -r, rsync, another checkout with its mlflow.db) keeps absolute
+    artifact locations in its database, so its runs would log into the original's mlartifacts/. Point every
+    location of the workspace's own shape at this workspace instead (SQLite, one transaction), and say so."""
+    import sqlite3
+
+    db = root / "mlflow.db"
+    if not db.is_file():
+        return
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        try:
+            rows = con.execute("SELECT artifact_location FROM experiments").fetchall()
+        except sqlite3.Error:
+            return  # not initialised yet (MLflow creates the tables on first use)
+        old = {w for (loc,) in rows if loc and (w := _workspace_of(loc)) is not None and w != root}
+        if not old:
+            return
+        with con:
+            for prev in old:
+                for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri")):
+                    for prefix in (f"file://{prev}/", f"{prev}/"):
+                        new = f"file://{root}/" if prefix.startswith("file://") else f"{root}/"
+                        con.execute(
+                            f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE {column} LIKE ? || '%'",
+                            (new, len(prefix) + 1, prefix),
+                        )
+    moved = ", ".join(str(p) for p in sorted(old))
+    warnings.warn(f"{db}: artifact locations pointed into {moved} (copied from there); now into {root}", stacklevel=3)
 
 
 def git_sha(root: Path | None = None) -> str | None:
@@ -148,6 +188,7 @@ class MlflowTracker:
         run_id: str | None = None,
         tags: Mapping[str, Any] | None = None,
         root: Path | None = None,
+        attach_stored: bool = True,
     ):
         self.uri = uri
         self.run_dir = run_dir
@@ -164,7 +205,7 @@ class MlflowTracker:
 
             self._client = MlflowClient(tracking_uri=uri)
             exp_id = ensure_experiment(self._client, experiment, uri, root)
-            self.run_id = self._attach(run_id or self._stored_run_id(), exp_id)
+            self.run_id = self._attach(run_id or (self._stored_run_id() if attach_stored else None), exp_id)
             if self.run_id is None:
                 all_tags = {"mlflow.runName": run_name} if run_name else {}
                 if parent_run_id:
@@ -280,16 +321,21 @@ def open_tracker(
     tags: Mapping[str, Any] | None = None,
     run_id: str | None = None,
     log_config: bool = True,
+    attach_stored: bool = True,
 ) -> MlflowTracker | NullTracker:
     """The tracker of one run: params = the flattened resolved config, tags = git SHA + `tags` (e.g. the data
-    hash). Re-attaches to `run_id`, else to the run recorded in run_dir, else starts a new run."""
+    hash). Re-attaches to `run_id`, else to the run recorded in run_dir (unless attach_stored is False: a
+    sweep cell's folder is shared by the studies that need it, each with its own run), else starts a new run."""
     run_dir = Path(run_dir)
     if not cfg.tracking.enabled:
         return NullTracker(run_dir)
     root = workspace_root()
     all_tags = {"git_sha": git_sha(root), "experiment": cfg.name, **(tags or {})}
+    uri = tracking_uri(cfg, root)
+    if uri == tracking_uri(None, root) and not os.environ.get("MLFLOW_TRACKING_URI"):  # the workspace's own store
+        relocate_store(root)
     tracker = MlflowTracker(
-        tracking_uri(cfg, root),
+        uri,
         cfg.tracking.experiment,
         run_dir,
         run_name=run_name or cfg.name,
@@ -297,6 +343,7 @@ def open_tracker(
         run_id=run_id,
         tags=all_tags,
         root=root,
+        attach_stored=attach_stored,
     )
     if log_config:
         tracker.log_params(flatten(cfg))

@@ -1,21 +1,40 @@
 """The real sweep objective: train one configuration, evaluate it, return its metrics.
 
-Studies name it as `virtue.orchestrate.trial:run_trial`. The sweep runner has already pointed
-train.output_dir / eval.output_dir at the trial's own folder (so a requeued trial resumes from its own
-checkpoints, train.resume: auto) and opened the trial's MLflow child run, passed here as `tracker`."""
+Studies name it as `virtue.orchestrate.trial:run_trial`. The sweep has pointed train.output_dir at the cell's
+folder (runs/cells/<key>, virtue.orchestrate.cells) and eval.output_dir at its eval/ inside, and opened the
+trial's MLflow child run, passed here as `tracker`. Whatever the folder already holds is not done again:
+finished weights are not retrained (a checkpoint is resumed, train.resume: auto), an evaluation that would be
+repeated exactly is read back. Each further evaluation of the study (its `evals`) lands in evals/<name>/."""
 
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import ExperimentConfig
+from ..config import ExperimentConfig, with_overrides
 from ..paths import workspace_root
+from .cells import cell_lock, evaluation_dir, finished_evaluation
 
 
 class TrialInterrupted(BaseException):
     """Training stopped on a signal after saving a checkpoint. Not an Exception: the sweep worker leaves the
     trial RUNNING (not FAILED) so that the requeued job, or the next driver, resumes it."""
+
+
+@dataclass
+class TrialContext:
+    """What a study asks of its objective beyond training and evaluating: further evaluations (name,
+    overrides), and with pruning a callback `report(step, value)` that raises optuna.TrialPruned when the
+    trial should stop, called every `report_every` steps with the metric on the validation split."""
+
+    evals: Sequence[tuple[str, Sequence[str]]] = ()
+    report: Callable[[int, float], None] | None = None
+    report_every: int = 0
+    validation: Sequence[str] = ()
+    metric: str = "scar.overall.hit@1"
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def hand_back_signal(signum: int) -> None:
@@ -27,14 +46,47 @@ def hand_back_signal(signum: int) -> None:
     raise TrialInterrupted(f"trial interrupted by signal {signum}; it resumes from its checkpoint")
 
 
-def run_trial(cfg: ExperimentConfig, *, tracker=None) -> dict:
-    from ..eval.run import evaluate
-    from ..train.loop import TrainingInterrupted, train
+def _intermediate(cfg: ExperimentConfig, context: TrialContext, run_dir: Path):
+    """The training hook of a pruned search: the metric on the validation split every report_every steps."""
+    from ..eval.run import evaluate_embedder
+    from .study import pick_metric
 
-    try:
-        run_dir = train(cfg, tracker=tracker)
-    except TrainingInterrupted as e:
-        hand_back_signal(e.signum)
-        raise  # not reached: hand_back_signal exits or raises
-    out_dir = workspace_root() / Path(cfg.eval.output_dir.format(name=cfg.name))
-    return evaluate(cfg, run_dir, out_dir=out_dir)
+    val = with_overrides(cfg, list(context.validation))
+
+    def hook(step: int, embedder, processor) -> None:
+        if step % context.report_every or step == cfg.train.steps:
+            return
+        metrics = evaluate_embedder(val, embedder, processor, out_dir=run_dir / "intermediate" / f"step-{step}")
+        context.report(step, pick_metric(metrics, context.metric))
+
+    return hook
+
+
+def run_trial(cfg: ExperimentConfig, *, tracker=None, context: TrialContext | None = None) -> dict:
+    import time
+
+    from ..eval.run import evaluate
+    from ..train.checkpoint import WEIGHTS
+    from ..train.loop import TrainingInterrupted, run_dir_of, train
+
+    context = context or TrialContext()
+    run_dir = run_dir_of(cfg)
+    with cell_lock(run_dir):
+        start = time.perf_counter()
+        if not (run_dir / WEIGHTS).is_file():
+            hook = _intermediate(cfg, context, run_dir) if context.report and context.report_every else None
+            try:
+                train(cfg, tracker=tracker, on_step=hook)
+            except TrainingInterrupted as e:
+                hand_back_signal(e.signum)
+                raise  # not reached: hand_back_signal exits or raises
+        context.timings["train_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        out = workspace_root() / Path(cfg.eval.output_dir.format(name=cfg.name))
+        metrics = finished_evaluation(out, cfg) or evaluate(cfg, run_dir, out_dir=out)
+        for name, overrides in context.evals:
+            other = with_overrides(cfg, [*overrides, f"eval.output_dir={evaluation_dir(run_dir, name)}"])
+            out = evaluation_dir(run_dir, name)
+            metrics[name] = finished_evaluation(out, other) or evaluate(other, run_dir, out_dir=out)
+        context.timings["eval_s"] = time.perf_counter() - start
+    return metrics

@@ -14,7 +14,17 @@ import polars as pl
 from ..io import write_text
 from . import plots
 from .collect import VARIANTS, deviations, find_runs, find_sweeps, read_curve, rel, training_lines
-from .tables import Table, bench_table, kinds_table, mmeb_table, mmeb_tasks_table, paper_tables, scar_table, sweep_table
+from .tables import (
+    Table,
+    bench_table,
+    claims_table,
+    kinds_table,
+    mmeb_table,
+    mmeb_tasks_table,
+    paper_tables,
+    scar_table,
+    sweep_table,
+)
 from .targets import Target, check_targets
 
 
@@ -72,12 +82,15 @@ def build_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, *, pre
     runs_dir, out = Path(runs_dir), Path(out_dir)
     root = out.resolve().parent
     runs = find_runs(runs_dir, prefix)
-    ours = [t for t in (scar_table(runs, root), kinds_table(runs, root), mmeb_table(runs, root)) if t]
+    named = (("scar_subsets", scar_table(runs, root)), ("scar_kinds", kinds_table(runs, root)),
+             ("mmeb", mmeb_table(runs, root)))  # fmt: skip
+    ours = [t for _, t in named if t]
     per_task = mmeb_tasks_table(runs, root)
     targets = targets_table(check_targets(runs), runs, root)
     images: list[tuple[str, Path]] = []
-    for t, stem in zip(ours, ("scar_subsets", "scar_kinds", "mmeb"), strict=False):
-        images.append((t.title.split(":")[0], plots.grouped_bars(t, out / "plots" / f"{stem}.png")))
+    for stem, t in named:  # each plot keeps its own file name whichever tables exist
+        if t:
+            images.append((t.title.split(":")[0], plots.grouped_bars(t, out / "plots" / f"{stem}.png")))
 
     curves = {r.name: c for r in runs if (c := read_curve(r.curve_path)) is not None}
     if curves:
@@ -85,7 +98,11 @@ def build_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, *, pre
         write_curve_csv(curves, {r.name: r.variant for r in runs}, out / "curves.csv")
 
     sweeps = []
-    for path, data in find_sweeps(out / "sweeps"):
+    studies = find_sweeps(out / "sweeps")
+    claims = claims_table(studies, root)
+    if claims:
+        sweeps.append(claims)
+    for path, data in studies:
         t = sweep_table(path, data, root)
         if t is None:
             continue

@@ -125,22 +125,79 @@ def paper_tables() -> list[Table]:
     ]
 
 
+def _interval(p: dict) -> str:
+    return f"{p['delta']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}]"
+
+
 def sweep_table(path: Path, data: dict, root: Path) -> Table | None:
-    """A study summary written by the sweep runner: its `rows` (or `cells`) list of flat records."""
+    """A study summary written by the sweep runner: per cell the metric over seeds and, where the trials
+    left per-query predictions, the paired difference from the reference cell with its 95% interval and a
+    verdict (virtue.orchestrate.sweep_report)."""
     rows = data.get("rows") or data.get("cells")
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         return None
-    flat = [{k: v for k, v in r.items() if isinstance(v, int | float | str | bool) or v is None} for r in rows]
-    study = data.get("study", path.stem)
     metric = data.get("metric", "metric")
+    axis = data.get("axis")
+    flat = []
+    for r in rows:
+        row = {k: v for k, v in r.items() if isinstance(v, int | float | str | bool) or v is None}
+        row.pop("reference", None)
+        if axis in row and r.get("reference"):
+            row[axis] = f"{row[axis]} (reference)"
+        paired = (r.get("paired") or {}).get(metric)
+        if paired:
+            row["difference [95% interval]"] = "reference" if r.get("reference") else _interval(paired)
+            row["verdict"] = "-" if r.get("reference") else paired["verdict"]
+        flat.append(row)
+    study = data.get("study", path.stem)
     frame = pl.DataFrame(flat, infer_schema_length=None)
-    first = [c for c in (data.get("axis"), "mean", "std", "n") if c in frame.columns]  # the metric, then extras
+    first = [c for c in (axis, "n", "mean", "std", "difference [95% interval]", "verdict") if c in frame.columns]
     frame = frame.select(first + [c for c in frame.columns if c not in first])
+    notes = []
+    variance = (data.get("seed_variance") or {}).get(metric)
+    if variance:
+        notes.append(
+            f"Paired on the same {data.get('queries', {}).get(metric, '?')} eval queries (bootstrap over queries, "
+            f"stratified by subset/task) and over seeds (seed std {variance['std']:.3f}, pooled over the cells "
+            f"{', '.join(variance['from']) or '-'} with {variance['df']} degrees of freedom)."
+        )
+    if data.get("omitted"):
+        notes.append(f"Cells of the study not run at this budget: {', '.join(data['omitted'])}.")
+    if data.get("complete") is False:
+        notes.append(f"INCOMPLETE: missing {', '.join(data.get('missing', []))}.")
+    if data.get("pruned_trials"):
+        notes.append(f"{data['pruned_trials']} trial(s) pruned on the validation split (last report shown).")
     return Table(
         f"Sweep study `{study}` ({metric}: mean and std over seeds, fractions)",
         frame,
         [rel(path, root)],
+        note=" ".join(notes),
         digits=3,
+    )
+
+
+def claims_table(studies: list[tuple[Path, dict]], root: Path) -> Table | None:
+    """The paper's finding beside each study's verdict on it."""
+    rows = []
+    for path, data in studies:
+        claim = data.get("claim")
+        if not claim:
+            continue
+        checks = "; ".join(
+            f"{c['cell']} vs {c['than']}: {c['expect'].replace('_', ' ')}, "
+            + (f"{_interval(c)} ({c['state']})" if "delta" in c else c["state"])
+            for c in claim["checks"]
+        )
+        rows.append({"study": data.get("study", path.stem), "paper's claim": claim["text"], "source": claim["source"],
+                     "verdict": claim["verdict"], "checks (difference [95% interval])": checks})  # fmt: skip
+    if not rows:
+        return None
+    return Table(
+        "The paper's ablation findings on the embedded default",
+        pl.DataFrame(rows),
+        [rel(p, root) for p, _ in studies],
+        note="reproduced: every check holds; contradicted: one is significantly the other way; unresolved: the "
+        "intervals cannot tell at this resolution. Why each comes out as it does: docs/research/sweeps.md.",
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,12 @@ from ..paths import workspace_root
 from .cache import FeatureCache
 from .checkpoint import (
     WEIGHTS,
+    Checkpoint,
     StopRequest,
-    latest_checkpoint,
+    find_weights,
     load_checkpoint,
+    load_latest_checkpoint,
+    read_weights,
     restore_rng,
     save_checkpoint,
     save_weights,
@@ -36,7 +39,10 @@ from .distributed import DistEnv, average_gradients, broadcast_parameters, init_
 from .gradcache import gradcache_backward
 from .loss import backward_scale, info_nce
 from .metrics import RunFolderTracker
+from .rundir import check_run_folder, trim_metrics
 from .sampler import Batch, SourceBatchSampler
+
+StepHook = Callable[[int, Any, Any], None]  # (step, embedder, processor), after each optimizer step
 
 
 class TrainingInterrupted(Exception):
@@ -138,16 +144,36 @@ def _step_loss(encoder: Encoder, batch: Batch, tc: TrainConfig) -> torch.Tensor:
     return loss.detach() / scale
 
 
-def _resume_from(tc: TrainConfig, run_dir: Path) -> Path | None:
+def _resume_from(tc: TrainConfig, run_dir: Path, embedder: Any, device: str) -> Checkpoint | None:
+    """The checkpoint to continue from: none, the newest loadable one of the run folder (auto), or a path."""
     if tc.resume == "never":
         return None
+    shapes = {k: tuple(v.shape) for k, v in embedder.trainable_state_dict().items()}
     if tc.resume == "auto":
-        return latest_checkpoint(run_dir / "checkpoints")
+        return load_latest_checkpoint(run_dir / "checkpoints", shapes, device=device)
     path = Path(tc.resume)
     path = path if path.is_absolute() else workspace_root() / path
     if not path.is_dir():
         raise UserError(f"train.resume: no such checkpoint folder {path}")
-    return path
+    return load_checkpoint(path, shapes, device=device)
+
+
+def init_from(embedder: Any, source: str) -> list[str]:
+    """Load train.init_from's weights into `embedder`; returns the trainable tensors it did not hold."""
+    path = Path(source)
+    path = find_weights(path if path.is_absolute() else workspace_root() / path)
+    state, _ = read_weights(path)
+    own = {n: p for n, p in embedder.named_parameters() if p.requires_grad}
+    foreign = sorted(state.keys() - own.keys())
+    if foreign:
+        raise UserError(f"train.init_from: {path}: holds {foreign[0]}, which this model does not train")
+    for n, t in state.items():
+        if tuple(t.shape) != tuple(own[n].shape):
+            raise UserError(f"train.init_from: {path}: {n} is {list(t.shape)}, the model's {list(own[n].shape)}")
+    with torch.no_grad():
+        for n, t in state.items():
+            own[n].copy_(t)
+    return sorted(own.keys() - state.keys())
 
 
 def fit(
@@ -161,14 +187,19 @@ def fit(
     tracker: Any = None,
     cache_settings: str = "",
     source_weights: dict[str, float] | None = None,
+    on_step: StepHook | None = None,
 ) -> Path:
     """Train `embedder` (its trainable parameters) on `pairs`; returns the run folder holding config.yaml,
-    checkpoints/, metrics and the final trainable weights (trainable.safetensors)."""
+    checkpoints/, metrics and the final trainable weights (trainable.safetensors). `on_step(step, embedder,
+    processor)` runs after every optimizer step (an intermediate evaluation; it may raise to stop the run)."""
     tc, env = cfg.train, env or DistEnv()
     run_dir = Path(run_dir)
     if env.is_main:
+        check_run_folder(cfg, run_dir)  # before anything in the folder is written
         run_dir.mkdir(parents=True, exist_ok=True)
         write_resolved(cfg, run_dir)
+    if tc.init_from:  # a resumed run's checkpoint below replaces these values
+        init_from(embedder, tc.init_from)
     params = [p for p in embedder.parameters() if p.requires_grad]
     broadcast_parameters(params)
     optimizer = _optimizer(embedder, tc)
@@ -184,10 +215,8 @@ def fit(
 
     start = 0
     seed_everything(tc.seed + env.rank)
-    resume = _resume_from(tc, run_dir)
-    if resume is not None:
-        shapes = {k: tuple(v.shape) for k, v in embedder.trainable_state_dict().items()}
-        ckpt = load_checkpoint(resume, shapes, device=env.device)
+    ckpt = _resume_from(tc, run_dir, embedder, env.device)
+    if ckpt is not None:
         embedder.load_trainable_state_dict(ckpt.trainable)
         optimizer.load_state_dict(ckpt.state["optimizer"])
         scheduler.load_state_dict(ckpt.state["scheduler"])
@@ -197,6 +226,8 @@ def fit(
         else:  # resumed with more ranks than it was saved with: fresh, but still deterministic, streams
             seed_everything(tc.seed + env.rank + 1_000_003 * start)
 
+    if env.is_main:
+        trim_metrics(run_dir / "metrics.jsonl", start)
     own_tracker = tracker is None and env.is_main  # a given tracker was opened (params logged) by the caller
     if own_tracker:
         tracker = RunFolderTracker(run_dir)
@@ -238,10 +269,13 @@ def fit(
                 raise TrainingInterrupted(path, stop.signum or 0)
             if tc.checkpoint_every and done % tc.checkpoint_every == 0 and done < tc.steps:
                 checkpoint(done)
+            if on_step is not None:
+                on_step(done, embedder, processor)
 
     checkpoint(tc.steps)
     if env.is_main:
-        save_weights(run_dir / WEIGHTS, embedder.trainable_state_dict(), {"step": str(tc.steps)})
+        meta = {"step": str(tc.steps), "variant": cfg.model.variant}
+        save_weights(run_dir / WEIGHTS, embedder.trainable_state_dict(), meta)
         tracker.log_artifact(run_dir / "config.yaml")
         if (run_dir / "metrics.jsonl").is_file():
             tracker.log_artifact(run_dir / "metrics.jsonl")
@@ -285,7 +319,7 @@ def cache_settings(cfg: ExperimentConfig) -> str:
     )
 
 
-def train(cfg: ExperimentConfig, *, tracker: Any = None) -> Path:
+def train(cfg: ExperimentConfig, *, tracker: Any = None, on_step: StepHook | None = None) -> Path:
     """Train the experiment's embedder; returns the run folder (see `fit`)."""
     from ..models import build_embedder
 
@@ -304,4 +338,5 @@ def train(cfg: ExperimentConfig, *, tracker: Any = None) -> Path:
         tracker=tracker,
         cache_settings=cache_settings(cfg),
         source_weights=weights,
+        on_step=on_step,
     )

@@ -18,7 +18,7 @@ def synthesize(cfg: DataConfig, root: Path, only: str | None = None, progress: b
     ensure_real_root(root / cfg.root)  # data.dvc's folder: a fresh clone gets it here, in the pipeline's first stage
     if only in (None, "scar"):
         t = time.perf_counter()
-        per = {"train": s.scar_train_per_subset, "eval": s.scar_eval_per_subset}
+        per = {"train": s.scar_train_per_subset, "eval": s.scar_eval_per_subset, "val": s.scar_val_per_subset}
         rows = write_scar(root / cfg.scar_dir, s.seed, s.image_size, per, progress)
         write_json(root / cfg.scar_dir / "manifest.json", {"generator": "scar-synth", **s.model_dump(), "rows": rows})
         out["scar"] = {"rows": rows, "seconds": round(time.perf_counter() - t, 1)}

@@ -27,8 +27,11 @@ SUBSETS: dict[str, Profile] = {
     "scene": Profile(2, 4, (0.3, 0.4, 0.3), (2, 2, 5), overlap=0.3),
     "mixed": Profile(2, 6, (0.34, 0.33, 0.33), (3, 3, 3), overlap=0.3),
 }
-SPLITS = ("train", "eval")
-QUERIES_PER_IMAGE = {"train": 3, "eval": 2}
+# val: a validation split in the eval schema, for model selection (a search's intermediate evaluations), so
+# that the eval split is never used to choose what it then measures. Last in the list: the first two keep the
+# random streams they had before it existed.
+SPLITS = ("train", "eval", "val")
+QUERIES_PER_IMAGE = {"train": 3, "eval": 2, "val": 2}
 
 
 def query_text(box_xyxy: tuple[int, int, int, int]) -> str:
@@ -70,10 +73,12 @@ def scene_row(scene: Scene, image_id: int, image_path: str, subset: str) -> dict
 def write_scar(out: Path, seed: int, image_size: int, per_subset: dict[str, int], progress: bool = True) -> dict:
     """Generate the set into `out` (replaced as a whole). Returns row counts {split: {subset: n}}."""
     counts: dict[str, dict[str, int]] = {s: {} for s in SPLITS}
-    total = sum(per_subset[s] for s in SPLITS) * len(SUBSETS)
+    total = sum(per_subset.get(s, 0) for s in SPLITS) * len(SUBSETS)
     bar = tqdm(total=total, desc="scar-synth", unit="query", disable=not progress)
     with staged_folder(out) as tmp:
         for si, split in enumerate(SPLITS):
+            if not per_subset.get(split):
+                continue
             scenes = []
             for ki, (subset, profile) in enumerate(SUBSETS.items()):
                 rng = np.random.default_rng([seed, 1, si, ki])

@@ -1,0 +1,89 @@
+"""The per-trial budget of the default studies, read from params.yaml in one place: the `sweeps:` block (steps,
+seeds, trials, workers, executor, the study list) and the main path's training recipe that every trial shares
+(source, batch size, hard negatives, evaluation batch, the backbones' pre-training). The DVC sweep stages pass
+`--budget-from params.yaml`; `virtue bench` prices a cell with the same numbers."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config.yamlfile import read_yaml
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class Budget:
+    sets: list[str]  # --set overrides of every trial
+    seeds: int
+    trials: int
+    workers: int
+    executor: str
+    studies: list[str]
+    cells: dict[str, list[str]]  # study -> the cells its default run trains (absent: all)
+    eval_queries: int  # SCaR + MMEB eval queries of the synthetic sets
+    steps: int
+    batch_size: int
+    hard_negatives: int
+    experiment: str
+    main_path: list[str]  # the overrides dvc.yaml's train stage gives every variant (from params.yaml)
+    variants: list[str]
+
+
+def _get(params: dict, path: str, where: Path) -> Any:
+    """params[a][b]... for 'a.b'; a missing key names the file and the key."""
+    node: Any = params
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise UserError(f"{where}: {path}: missing (the sweep budget reads it)")
+        node = node[part]
+    return node
+
+
+def read_budget(path: str | os.PathLike) -> Budget:
+    where = Path(path)
+    params = read_yaml(where)
+    if not isinstance(params, dict):
+        raise UserError(f"{where}: the top level must be a mapping")
+
+    def g(key: str) -> Any:
+        return _get(params, key, where)
+
+    # steps: null = the main path's own budget, so that its trained variants are cells of the studies too
+    same = (params.get("sweeps") or {}).get("steps") is None
+    steps = g("train.steps") if same else g("sweeps.steps")
+    warmup = g("train.warmup_steps") if same else g("sweeps.warmup_steps")
+    sets = [
+        f"train.steps={steps}",
+        f"train.warmup_steps={warmup}",
+        f"train.source={g('train.source')}",
+        f"train.batch_size={g('train.batch_size')}",
+        f"train.hard_negatives={g('train.hard_negatives')}",
+        f"eval.batch_size={g('eval.batch_size')}",
+        f"pretrain.seed={g('pretrain.seed')}",
+        f"pretrain.sam_steps={g('pretrain.sam_steps')}",
+    ]
+    from ..data.synth.mmeb import TASKS
+    from ..data.synth.scar import SUBSETS
+
+    queries = len(SUBSETS) * int(g("synth.scar_eval_per_subset")) + len(TASKS) * int(g("synth.mmeb_eval_per_task"))
+    t = g("train")
+    main = [f"train.{k}={t[k]}" for k in ("seed", "source", "steps", "batch_size", "warmup_steps", "hard_negatives")]
+    return Budget(
+        sets=sets,
+        seeds=int(g("sweeps.seeds")),
+        trials=int(g("sweeps.trials")),
+        workers=int(g("sweeps.workers")),
+        executor=str(g("sweeps.executor")),
+        studies=list(g("sweeps.studies")),
+        cells={k: [str(x) for x in v] for k, v in ((params.get("sweeps") or {}).get("cells") or {}).items()},
+        eval_queries=queries,
+        steps=int(steps),
+        batch_size=int(g("train.batch_size")),
+        hard_negatives=int(g("train.hard_negatives")),
+        experiment=str(g("experiment")),
+        main_path=[f"name={g('experiment')}", "train.output_dir=runs/train/{name}", *main],
+        variants=list(g("variants")),
+    )

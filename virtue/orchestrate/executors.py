@@ -1,0 +1,87 @@
+"""Where a study's jobs run: `debug` (this process, one after another), `local` (submitit subprocesses on
+this machine, at most `workers` at once) or `slurm` (one job array, slurm_array_parallelism = workers).
+Every job is awaited here; one that fails does not stop the others, and each failure comes back as one line
+naming the job and its log."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tqdm import tqdm
+
+from ..errors import UserError
+from .launcher import failure_reason, make_executor
+
+EXECUTORS = ("debug", "local", "slurm")
+
+
+def progress(total: int, desc: str, *, initial: int = 0) -> tqdm:
+    """A bar over a study's trials that also shows in a log (under `dvc repro` stderr is not a terminal)."""
+    return tqdm(total=total, initial=initial, desc=desc, unit="trial", file=sys.stderr, mininterval=5.0,
+                dynamic_ncols=sys.stderr.isatty())  # fmt: skip
+
+
+def run_jobs(
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    names: Sequence[str],
+    *,
+    executor: str,
+    workers: int,
+    launcher,
+    folder,
+    job_name: str,
+    on_submit: Callable[[int, Any], None] | None = None,
+    on_done: Callable[[int], None] | None = None,
+) -> list[str]:
+    """fn(item) for each item; returns a message per failed one. `on_submit(i, job)` runs once the i-th job
+    is submitted (to record where it runs), `on_done(i)` once it has ended."""
+    failed: list[str] = []
+    if executor == "debug":
+        for i, item in enumerate(items):
+            try:
+                fn(item)
+            except Exception as e:  # noqa: BLE001 - one failed trial does not stop the others
+                failed.append(f"{names[i]}: {type(e).__name__}: {e}")
+            if on_done:
+                on_done(i)
+        return failed
+    if executor == "slurm":
+        ex = make_executor(launcher, job_name, folder=folder, slurm_array_parallelism=workers)
+        try:
+            jobs = ex.map_array(fn, list(items))
+        except Exception as e:  # sbatch refused (partition, limits)
+            raise UserError(f"{job_name}: sbatch refused the job array: {failure_reason(e)}") from e
+        for i, job in enumerate(jobs):
+            if on_submit:
+                on_submit(i, job)
+        pending = list(enumerate(jobs))
+        queue: list[int] = []
+    else:  # submitit's local executor has no array parallelism: keep `workers` processes in flight
+        ex = make_executor(launcher.model_copy(update={"kind": "local"}), job_name, folder=folder)
+        queue, pending = list(range(len(items))), []
+    done: list[tuple[int, Any]] = []
+    while pending or queue:
+        while queue and len(pending) < workers:
+            i = queue.pop(0)
+            job = ex.submit(fn, items[i])
+            if on_submit:
+                on_submit(i, job)
+            pending.append((i, job))
+        finished = [(i, j) for i, j in pending if j.done()]
+        for item in finished:
+            pending.remove(item)
+            done.append(item)
+            if on_done:
+                on_done(item[0])
+        if not finished:
+            time.sleep(0.5)
+    for i, job in sorted(done, key=lambda d: d[0]):
+        try:
+            job.result()
+        except Exception as e:  # noqa: BLE001
+            failed.append(f"{names[i]}: job {job.job_id} failed: {failure_reason(e)} (log: {job.paths.stderr})")
+    return failed
