@@ -44,5 +44,11 @@ def test_atomic_writes_follow_the_umask(tmp_path):
         os.umask(0o002)
         write_json(tmp_path / "b.json", {"b": 1})
         assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o664
+        import torch
+
+        from virtue.train.checkpoint import save_weights  # safetensors writes its file itself
+
+        save_weights(tmp_path / "w.safetensors", {"w": torch.zeros(2)})
+        assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o664
     finally:
         os.umask(old)

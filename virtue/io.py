@@ -32,6 +32,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # again: some writers (safetensors) create the file anew, 0600
         os.replace(tmp, path)
     except OSError as e:
         raise UserError(f"{path}: cannot write: {e.strerror or e}") from e

@@ -13,28 +13,28 @@ def one_line(r, *needles):
         assert n in lines[0], (n, lines[0])
 
 
-def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path, run_cli):
+def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path, cli):
     path = tmp_path / "twice.yaml"
     path.write_text("name: twice\ntrain:\n  steps: 3\n  lr: 0.1\n  steps: 30\n")
-    one_line(run_cli("config", "show", str(path)), str(path), "line 5", "'steps' appears twice", "line 3")
+    one_line(cli("config", "show", str(path)), str(path), "line 5", "'steps' appears twice", "line 3")
 
 
-def test_a_file_that_is_not_utf8_is_one_line(tmp_path, run_cli):
+def test_a_file_that_is_not_utf8_is_one_line(tmp_path, cli):
     path = tmp_path / "latin1.yaml"
     path.write_bytes("name: caf\xe9\n".encode("latin-1"))
-    one_line(run_cli("config", "show", str(path)), str(path), "not UTF-8")
+    one_line(cli("config", "show", str(path)), str(path), "not UTF-8")
 
 
 @pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", "nan"])
-def test_non_finite_numbers_are_refused(run_cli, value):
-    one_line(run_cli("config", "show", "tiny", f"train.lr={value}"), "train.lr", "finite")
+def test_non_finite_numbers_are_refused(cli, value):
+    one_line(cli("config", "show", "tiny", f"train.lr={value}"), "train.lr", "finite")
 
 
-def test_a_hash_in_an_override_value_is_kept(run_cli):
-    r = run_cli("config", "show", "tiny", "name=run #2", "tracking.experiment=a#b")
+def test_a_hash_in_an_override_value_is_kept(cli):
+    r = cli("config", "show", "tiny", "name=run #2", "tracking.experiment=a#b")
     assert r.returncode == 0, r.stderr
     assert "name: 'run #2'" in r.stdout and "experiment: a#b" in r.stdout
-    quoted = run_cli("config", "show", "tiny", "name='quoted #3'")
+    quoted = cli("config", "show", "tiny", "name='quoted #3'")
     assert "name: 'quoted #3'" in quoted.stdout
 
 
@@ -46,5 +46,5 @@ def test_a_hash_in_an_override_value_is_kept(run_cli):
         ("train.output_dir=runs/{name", "{name}"),
     ],
 )
-def test_unknown_placeholders_in_output_folders(run_cli, override, needle):
-    one_line(run_cli("config", "show", "tiny", override), override.split("=")[0], needle)
+def test_unknown_placeholders_in_output_folders(cli, override, needle):
+    one_line(cli("config", "show", "tiny", override), override.split("=")[0], needle)

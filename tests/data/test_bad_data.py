@@ -29,28 +29,28 @@ def eval_row(**kw):
     return scar_eval_row(qry_image_path="b.png", **kw)
 
 
-def check(run_cli, folder, images):
-    return run_cli("data", "check", str(folder), "--image-root", str(images), timeout=300)
+def check(cli, folder, images):
+    return cli("data", "check", str(folder), "--image-root", str(images), timeout=300)
 
 
-def test_both_eval_file_names_for_one_subset_is_an_error_naming_both(tmp_path, images, run_cli):
+def test_both_eval_file_names_for_one_subset_is_an_error_naming_both(tmp_path, images, cli):
     data = tmp_path / "scar"
     _write(data / "SCAR_X_val_filtered.parquet", [eval_row()])
     _write(data / "SCaR_eval_X.parquet", [eval_row(), eval_row()])
     with pytest.raises(UserError) as e:
         read_scar_eval(data, image_root=images)
     assert "SCAR_X_val_filtered.parquet" in str(e.value) and "SCaR_eval_X.parquet" in str(e.value)
-    r = check(run_cli, data, images)
+    r = check(cli, data, images)
     assert r.returncode == 1
     assert "rows, 0 invalid" not in r.stdout  # neither file was read: neither is reported as checked
     assert "two eval files for subset 'X'" in r.stdout
 
 
-def test_data_check_lists_a_file_no_reader_takes_as_not_read(tmp_path, images, run_cli):
+def test_data_check_lists_a_file_no_reader_takes_as_not_read(tmp_path, images, cli):
     data = tmp_path / "scar"
     _write(data / "eval" / "SCaR_eval_X.parquet", [eval_row()])
     _write(data / "eval" / "notes.parquet", [{"a": 1}])
-    r = check(run_cli, data, images)
+    r = check(cli, data, images)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "eval/SCaR_eval_X.parquet: 1 rows, 0 invalid" in r.stdout
     assert "eval/notes.parquet: not read" in r.stdout and "notes.parquet: 1 rows" not in r.stdout
@@ -69,7 +69,7 @@ def test_data_check_lists_a_file_no_reader_takes_as_not_read(tmp_path, images, r
         ({"segmentation": json.dumps({"size": [30, 40], "counts": [-5, 1205]})}, "must not be negative"),
     ],
 )
-def test_bad_rows_are_named(tmp_path, images, run_cli, change, needle):
+def test_bad_rows_are_named(tmp_path, images, cli, change, needle):
     data = tmp_path / "scar"
     path = data / "SCaR_eval_X.parquet"
     _write(path, [eval_row(**change)])
@@ -77,45 +77,45 @@ def test_bad_rows_are_named(tmp_path, images, run_cli, change, needle):
         read_scar_eval(data, image_root=images, prompt="mask" if "segmentation" in change else "box")
     msg = str(e.value)
     assert msg.startswith(f"{path}: row 0: ") and needle in msg and "\n" not in msg
-    r = run_cli("data", "check", str(data), "--image-root", str(images), "--prompt",
+    r = cli("data", "check", str(data), "--image-root", str(images), "--prompt",
                 "mask" if "segmentation" in change else "box", timeout=300)  # fmt: skip
     assert r.returncode == 1 and needle in r.stdout, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
 
 
-def test_an_empty_file_is_an_error_not_nan_metrics(tmp_path, images, run_cli):
+def test_an_empty_file_is_an_error_not_nan_metrics(tmp_path, images, cli):
     data = tmp_path / "scar"
     data.mkdir()
     schema = pa.Table.from_pylist([eval_row()]).schema
     pq.write_table(schema.empty_table(), data / "SCaR_eval_X.parquet")
     with pytest.raises(UserError, match="SCaR_eval_X.parquet: the file has no rows"):
         read_scar_eval(data, image_root=images)
-    r = check(run_cli, data, images)
+    r = check(cli, data, images)
     assert r.returncode == 1 and "the file has no rows" in r.stdout
 
 
-def test_a_corrupt_parquet_under_data_check_is_reported_not_a_traceback(tmp_path, images, run_cli):
+def test_a_corrupt_parquet_under_data_check_is_reported_not_a_traceback(tmp_path, images, cli):
     data = tmp_path / "scar"
     _write(data / "eval" / "SCaR_eval_X.parquet", [eval_row()])
     (data / "eval" / "SCaR_eval_Y.parquet").write_bytes(b"PAR1 broken PAR1")
-    r = check(run_cli, data, images)
+    r = check(cli, data, images)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "SCaR_eval_Y.parquet: not a readable parquet file" in r.stdout
     assert "SCaR_eval_X.parquet: 1 rows, 0 invalid" in r.stdout  # the good file is still checked
 
 
-def test_a_truncated_image_fails_the_check(tmp_path, images, run_cli):
+def test_a_truncated_image_fails_the_check(tmp_path, images, cli):
     arr = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
     Image.fromarray(arr).save(images / "c.png")
     whole = (images / "c.png").read_bytes()
     (images / "c.png").write_bytes(whole[: len(whole) // 2])  # the header is intact, the pixels are not
     data = tmp_path / "scar"
     _write(data / "SCaR_eval_X.parquet", [scar_eval_row(qry_image_path="c.png")])
-    r = check(run_cli, data, images)
+    r = check(cli, data, images)
     assert r.returncode == 1 and "row 0: image" in r.stdout and "c.png is unreadable" in r.stdout, r.stdout
 
 
-def test_a_decompression_bomb_is_one_line(tmp_path, images, run_cli):
+def test_a_decompression_bomb_is_one_line(tmp_path, images, cli):
     from virtue.data.images import load_rgb
 
     Image.new("L", (12000, 9000)).save(images / "huge.png")  # 108 MP: over Pillow's limit of 89 MP
@@ -123,7 +123,7 @@ def test_a_decompression_bomb_is_one_line(tmp_path, images, run_cli):
         load_rgb(images / "huge.png")
     data = tmp_path / "scar"
     _write(data / "SCaR_eval_X.parquet", [scar_eval_row(qry_image_path="huge.png", bbox=[1.0, 1.0, 5.0, 5.0])])
-    r = check(run_cli, data, images)
+    r = check(cli, data, images)
     assert r.returncode == 1 and "huge.png is too large" in r.stdout and "Traceback" not in r.stderr
 
 

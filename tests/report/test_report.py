@@ -288,7 +288,8 @@ def test_paired_comparisons_and_the_papers_claim_are_on_the_page(workspace):
 
     rows = [
         {"connector_depth": "1", "mean": 0.30, "std": 0.01, "n": 2, "paired": paired(-0.05, "worse")},
-        {"connector_depth": "2", "reference": True, "mean": 0.35, "std": 0.01, "n": 4, "paired": paired(0.0, "-")},
+        {"connector_depth": "2", "reference": True, "mean": 0.35, "std": 0.01, "n": 3, "paired": paired(0.0, "-"),
+         "seeds": [0, 1, 2], "values": [0.34, 0.35, 0.36]},
         {"connector_depth": "3", "mean": 0.34, "std": 0.01, "n": 2, "paired": paired(-0.01, "no difference")},
     ]
     claim = {"text": "2 layers beat 1 and 3", "source": "Table 5", "verdict": "unresolved", "checks": [
@@ -307,3 +308,5 @@ def test_paired_comparisons_and_the_papers_claim_are_on_the_page(workspace):
     claims = cells(md, "The paper's ablation findings")
     assert claims["connector_depth"][:3] == ["2 layers beat 1 and 3", "Table 5", "unresolved"]
     assert "1 vs 2: worse, -0.050 [-0.070, -0.030] (holds)" in claims["connector_depth"][3]
+    spread = cells(md, "How much the headline moves with the training seed")
+    assert spread["seed 2"] == ["36.0"] and spread["mean +- std over seeds"] == ["35.0 +- 1.0"]

@@ -15,6 +15,7 @@ Only one driver per study should run at a time.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import statistics
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..paths import workspace_root
+from ..train.checkpoint import WEIGHTS
 from .backbones import pretrain_backbones
 from .executors import EXECUTORS, progress, run_jobs
 from .inputs import changed_inputs, record_inputs, study_inputs
@@ -99,48 +101,54 @@ def check_inputs(spec: StudySpec, url: str, restart: bool) -> None:
     record_inputs(sdir / "inputs.json", current)
 
 
-def trial_minutes(spec: StudySpec) -> float | None:
-    """Measured minutes of one trial of this study: the median over the cells already finished anywhere in
-    the workspace, their training time scaled to this study's steps. None before any has run."""
+def trial_minutes(spec: StudySpec) -> tuple[float | None, float | None]:
+    """Measured minutes of one trial of this study, training and evaluation apart: medians over the cells
+    already finished anywhere in the workspace (training scaled to this study's steps), else the main path's
+    step time for the training. None where nothing has been measured yet."""
     import json
 
     from ..config import load_resolved
-    from .cells import CELLS
+    from .cells import ADOPT_FROM, CELLS
 
     steps = cell_configs(spec)[0].train.steps
-    found = []
+    train, evals = [], []
     for path in (workspace_root() / CELLS).glob("*/results/*.json"):
         try:
             timing = json.loads(path.read_text(encoding="utf-8"))["timing"]
             trained = load_resolved(path.parents[1] / "config.yaml").train.steps
         except (OSError, ValueError, KeyError, UserError):
             continue
-        train_s = timing.get("train_s", timing["seconds"])
-        found.append(train_s * steps / max(1, trained) + timing.get("eval_s", 0.0))
-    if not found:  # no cell measured yet: the main path's step time (its runs log samples/s per step)
-        from .cells import ADOPT_FROM
-
+        if timing.get("train_s", 0) > 60:  # a cell trained here (not found trained, not a micro objective)
+            train.append(timing["train_s"] * steps / max(1, trained))
+        if "eval_s" in timing:
+            evals.append(timing["eval_s"])
+    if not train:  # no cell trained yet: the main path's step time (its runs log samples/s per step)
         for log in (p for folder in ADOPT_FROM for p in (workspace_root() / folder).glob("*/metrics.jsonl")):
             with contextlib.suppress(OSError, ValueError, UserError):
                 rows = [json.loads(x) for x in log.read_text(encoding="utf-8").splitlines()]
                 rates = [r["samples_per_s"] for r in rows if r.get("samples_per_s")]
                 batch = load_resolved(log.parent / "config.yaml").train.batch_size
                 if rates:
-                    found.append(steps * batch / statistics.median(rates))
-    return statistics.median(found) / 60 if found else None
+                    train.append(steps * batch / statistics.median(rates))
+    med = lambda xs: statistics.median(xs) / 60 if xs else None  # noqa: E731
+    return med(train), med(evals)
 
 
-def announce(spec: StudySpec, todo: int, reused: int, workers: int) -> None:
-    each = trial_minutes(spec)
-    when = (
-        f"about {each * -(-todo // workers):.0f} min ({each:.1f} min a trial, measured on earlier cells)"
-        if each is not None and todo
-        else "time unknown until a first trial has run"
-        if todo
-        else "nothing to train"
-    )
-    print(f"{spec.name}: {todo + reused} trials, {reused} found already trained, {todo} to run "
-          f"({min(workers, max(todo, 1))} at once): {when}", file=sys.stderr, flush=True)  # fmt: skip
+def announce(spec: StudySpec, to_train: int, to_eval: int, reused: int, workers: int) -> None:
+    """Before the trials start: how many, how many are done already, and how long the rest should take."""
+    train_min, eval_min = trial_minutes(spec)
+    eval_min = eval_min if eval_min is not None else 1.0
+    work = to_train * (train_min or 0.0) + (to_train + to_eval) * eval_min
+    at_once = max(1, min(workers, to_train + to_eval))
+    if not to_train + to_eval:
+        when = "nothing to run"
+    elif to_train and train_min is None:
+        when = "time unknown until a first trial has trained"
+    else:
+        when = f"about {work / at_once:.0f} min ({train_min or 0:.1f} min to train a cell, {eval_min:.1f} to evaluate)"
+    total = to_train + to_eval + reused
+    print(f"{spec.name}: {total} trials: {reused} found done, {to_eval} trained already (evaluated only), "
+          f"{to_train} to train ({at_once} at once): {when}", file=sys.stderr, flush=True)
 
 
 def _wait_for_live(study, spec: StudySpec) -> None:
@@ -158,13 +166,18 @@ def _run_grid(study, spec, *, url, executor, workers, threads, parent, seeds) ->
 
     enqueue_grid(study, spec, seeds)
     waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-    asked = [ask_grid(study, spec, storage=url, executor=executor, parent=parent, threads=threads)
+    asked = [ask_grid(study, spec, storage=url, executor=executor, parent=parent, threads=None)
              for _ in range(waiting)]  # fmt: skip
     reused = [a for a in asked if a.reused is not None]
     for a in reused:
         tell_reused(study, a)
     todo = [a for a in asked if a.reused is None]
-    announce(spec, len(todo), len(reused), workers)
+    # fewer jobs than workers: each gets more of the machine's cores
+    n = threads or default_threads(spec, executor, max(1, min(workers, len(todo))))
+    for a in todo:
+        a.job = dataclasses.replace(a.job, threads=n)
+    evaluated_only = sum((Path(a.job.run_dir) / WEIGHTS).is_file() for a in todo)
+    announce(spec, len(todo) - evaluated_only, evaluated_only, len(reused), workers)
     bar = progress(len(todo), spec.name)
 
     def on_submit(i: int, job) -> None:
@@ -207,7 +220,9 @@ def _run_grid(study, spec, *, url, executor, workers, threads, parent, seeds) ->
 
 def _run_search(study, spec, *, url, executor, workers, threads, parent) -> list[str]:
     failed: list[str] = []
-    announce(spec, max(0, spec.n_trials - len(study.get_trials(deepcopy=False))), 0, workers)
+    left = max(0, spec.n_trials - len(study.get_trials(deepcopy=False)))
+    announce(spec, left, 0, spec.n_trials - left, workers)
+    threads = threads or default_threads(spec, executor, workers)
     while not search_done(study, spec.n_trials):
         before = len(study.get_trials(deepcopy=False))
         jobs = [SearchSpec(spec, url, spec.n_trials, w, parent, worker_env(), threads) for w in range(workers)]
@@ -242,13 +257,13 @@ def run_sweep(
     if workers < 1:
         raise UserError(f"--workers {workers}: must be at least 1")
     seeds = seeds or spec.seeds
-    threads = threads or default_threads(spec, executor, workers)
     start = time.monotonic()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage_url(spec, storage)
     check_inputs(spec, url, restart_on_change)
     if spec.backbones:
-        pretrain_backbones(spec, executor=executor, workers=workers, threads=threads, folder=sweep_dir(spec) / "logs")
+        pre = threads or default_threads(spec, executor, workers)
+        pretrain_backbones(spec, executor=executor, workers=workers, threads=pre, folder=sweep_dir(spec) / "logs")
     sampler, pruner = sampler_and_pruner(spec)
     study = optuna.create_study(
         study_name=spec.name,

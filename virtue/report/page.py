@@ -23,6 +23,7 @@ from .tables import (
     mmeb_tasks_table,
     paper_tables,
     scar_table,
+    spread_table,
     sweep_table,
 )
 from .targets import Target, check_targets
@@ -119,9 +120,11 @@ def build_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, *, pre
     bench_path = out / "bench.json"
     bench = bench_table(bench_path, json.loads(bench_path.read_text()), root) if bench_path.is_file() else None
 
+    spread = spread_table(studies, runs, root)
     sections = [
         ("Result targets", [targets]),
         ("Our results on the synthetic benchmarks (SCaR-synth, MMEB-synth)", ours + ([per_task] if per_task else [])),
+        ("How much these numbers move", [spread] if spread else []),
         ("Published numbers on the real benchmarks (paper)", paper_tables()),
         ("Sweep studies", sweeps),
         ("Benchmarks", [bench] if bench else []),
@@ -131,6 +134,9 @@ def build_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, *, pre
         "Numbers are precision@1 x 100 unless a table says otherwise. Our numbers are measured on the synthetic "
         "benchmarks; the paper's are on the real SCaR and MMEB and are shown for reference only."
     )
+    machine = machine_line(runs)
+    if machine:
+        intro += f"\n\n{machine}"
     trained = training_lines(runs)
     if trained:
         intro += "\n\nTraining of these runs:\n\n" + "\n".join(f"- {line}" for line in trained)
@@ -142,6 +148,26 @@ def build_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, *, pre
     write_text(out / "index.md", render_md(sections, images, intro, out))
     write_text(out / "index.html", render_html(sections, images, intro))
     return out / "index.md"
+
+
+def machine_line(runs) -> str:
+    """Which dtype the frozen backbones ran in (model.dtype=auto picks it per machine) and on what CPU."""
+    from ..config import load_resolved
+    from ..config.model import cpu_has_amx
+
+    dtypes = set()
+    for r in runs:
+        cfg = r.metrics_path.parent / "config.yaml"
+        if cfg.is_file():
+            dtypes.add(load_resolved(cfg).model.dtype)
+    if not dtypes:
+        return ""
+    cpu = "a CPU with AMX" if cpu_has_amx() else "a CPU without AMX"
+    return (
+        f"The frozen backbones ran in {', '.join(sorted(dtypes))} (model.dtype; the report was made on {cpu}). "
+        "Numbers differ between float32 and bfloat16 runs and between CPUs by more than the rounding of either: "
+        "the README lists what was measured where."
+    )
 
 
 def write_curve_csv(curves: dict[str, pl.DataFrame], variants: dict[str, str], path: Path) -> None:

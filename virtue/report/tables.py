@@ -201,6 +201,30 @@ def claims_table(studies: list[tuple[Path, dict]], root: Path) -> Table | None:
     )
 
 
+def spread_table(studies: list[tuple[Path, dict]], runs: list[EvaluatedRun], root: Path) -> Table | None:
+    """How much the headline moves with the training seed: the studies' reference cell is the main path's virtue
+    configuration (its first seed is the main path's run), trained with several seeds."""
+    for path, data in studies:
+        ref = next((r for r in data.get("rows", []) if r.get("reference")), None)
+        if ref is None or data.get("metric") != "scar.overall.hit@1" or len(ref.get("values", [])) < 2:
+            continue
+        virtue = next((r for r in runs if r.variant == "virtue"), None)
+        main = virtue.metrics["scar"]["overall"]["hit@1"] if virtue else None
+        values = ref["values"]
+        rows = [{"SCaR-synth P@1 of the virtue configuration": f"seed {s}", "x 100": f"{100 * v:.1f}"}
+                for s, v in zip(ref["seeds"], values, strict=True)]  # fmt: skip
+        rows.append({"SCaR-synth P@1 of the virtue configuration": "mean +- std over seeds",
+                     "x 100": f"{100 * ref['mean']:.1f} +- {100 * ref['std']:.1f}"})  # fmt: skip
+        note = (
+            f"Study `{data['study']}`'s reference cell trains the main path's virtue config with {len(values)} seeds"
+            + (f"; seed 0 is the main path's own run ({100 * main:.1f} above)" if main is not None else "")
+            + ". Across machines the same seed moves further: see the README (CPU kernels, bfloat16 or float32)."
+        )
+        return Table("How much the headline moves with the training seed", pl.DataFrame(rows), [rel(path, root)],
+                     note=note)  # fmt: skip
+    return None
+
+
 def bench_table(path: Path, data: dict, root: Path) -> Table | None:
     """`virtue bench`'s results: each comparison as optimised vs baseline, their ratio and its target."""
     results = data.get("results")
