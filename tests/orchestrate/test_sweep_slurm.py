@@ -53,14 +53,19 @@ def wait_for(path, driver: threading.Thread, limit: float = WAIT_S) -> dict:
 
 
 def release_requeued(job_id: str, limit: float = WAIT_S) -> None:
-    """Slurm holds a requeued batch job ~2 minutes (Reason=BeginTime); make it eligible now."""
+    """Slurm holds a requeued batch job ~2 minutes (Reason=BeginTime); make it eligible now. The job asks for
+    its own requeue while still running (its restart count goes up before it stops), so a running job counts
+    as requeued only once it has been seen stopped."""
     deadline = time.monotonic() + limit
+    stopped = False
     while time.monotonic() < deadline:
         out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T %r"], capture_output=True, text=True).stdout
         if "BeginTime" in out:
             subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
             return
-        if out.strip().startswith("RUNNING") and "Restarts" in _job_info(job_id) and _restarts(job_id) > 0:
+        if not out.strip().startswith("RUNNING"):
+            stopped = True
+        elif stopped and _restarts(job_id) > 0:
             return
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} was not requeued")

@@ -310,3 +310,13 @@ def test_paired_comparisons_and_the_papers_claim_are_on_the_page(workspace):
     assert "1 vs 2: worse, -0.050 [-0.070, -0.030] (holds)" in claims["connector_depth"][3]
     spread = cells(md, "How much the headline moves with the training seed")
     assert spread["seed 2"] == ["36.0"] and spread["mean +- std over seeds"] == ["35.0 +- 1.0"]
+
+
+def test_the_page_states_the_backbone_dtype_and_tolerates_a_config_it_cannot_read(workspace):
+    from virtue.config import load_experiment, write_resolved
+
+    write_resolved(load_experiment("tiny", ["model.dtype=float32"]), workspace / "runs" / "eval" / "tiny-virtue")
+    # a config.yaml of another layout (an older run, a stand-in): the report still builds
+    (workspace / "runs" / "eval" / "tiny-global" / "config.yaml").write_text('{"model.variant": "global"}\n')
+    md = build_report(workspace / "runs", workspace / "reports", prefix="tiny").read_text()
+    assert "The frozen backbones ran in float32 (model.dtype" in md

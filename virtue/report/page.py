@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import polars as pl
+import yaml
 
 from ..io import write_text
 from . import plots
@@ -152,14 +153,13 @@ def build_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, *, pre
 
 def machine_line(runs) -> str:
     """Which dtype the frozen backbones ran in (model.dtype=auto picks it per machine) and on what CPU."""
-    from ..config import load_resolved
     from ..config.model import cpu_has_amx
 
     dtypes = set()
     for r in runs:
-        cfg = r.metrics_path.parent / "config.yaml"
-        if cfg.is_file():
-            dtypes.add(load_resolved(cfg).model.dtype)
+        dtype = recorded_dtype(r.metrics_path.parent / "config.yaml")
+        if dtype:
+            dtypes.add(dtype)
     if not dtypes:
         return ""
     cpu = "a CPU with AMX" if cpu_has_amx() else "a CPU without AMX"
@@ -168,6 +168,18 @@ def machine_line(runs) -> str:
         "Numbers differ between float32 and bfloat16 runs and between CPUs by more than the rounding of either: "
         "the README lists what was measured where."
     )
+
+
+def recorded_dtype(path: Path) -> str | None:
+    """model.dtype of a run's config.yaml, or None where the file is absent or does not say (a report of
+    older runs is still a report: this line is information, not a check)."""
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    model = cfg.get("model") if isinstance(cfg, dict) else None
+    dtype = model.get("dtype") if isinstance(model, dict) else None
+    return dtype if dtype in ("float32", "bfloat16") else None
 
 
 def write_curve_csv(curves: dict[str, pl.DataFrame], variants: dict[str, str], path: Path) -> None:
