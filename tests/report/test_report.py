@@ -320,3 +320,15 @@ def test_the_page_states_the_backbone_dtype_and_tolerates_a_config_it_cannot_rea
     (workspace / "runs" / "eval" / "tiny-global" / "config.yaml").write_text('{"model.variant": "global"}\n')
     md = build_report(workspace / "runs", workspace / "reports", prefix="tiny").read_text()
     assert "The frozen backbones ran in float32 (model.dtype" in md
+
+
+def test_a_pipe_in_a_cell_does_not_split_the_row():
+    import polars as pl
+
+    from virtue.report.page import md_table
+    from virtue.report.tables import Table
+
+    t = Table("claims", pl.DataFrame({"study": ["seg_tokens"], "claim": ["more |S| helps"]}), ["x.json"])
+    header, _, row = md_table(t).splitlines()[2:5]
+    assert row.replace("\\|", "").count("|") == header.count("|") == 3
+    assert "more \\|S\\| helps" in row

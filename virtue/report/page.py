@@ -38,10 +38,15 @@ def fmt(value, digits: int = 1) -> str:
     return str(value)
 
 
+def md_cell(text: str) -> str:
+    """A table cell's text with its pipes escaped (a claim about |S| would otherwise split the row)."""
+    return text.replace("|", "\\|")
+
+
 def md_table(t: Table) -> str:
-    cols = t.frame.columns
+    cols = [md_cell(c) for c in t.frame.columns]
     lines = [f"### {t.title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(v, t.digits) for v in row) + " |" for row in t.frame.iter_rows()]
+    lines += ["| " + " | ".join(md_cell(fmt(v, t.digits)) for v in row) + " |" for row in t.frame.iter_rows()]
     lines += ["", "Sources: " + "; ".join(f"`{s}`" for s in t.sources)]
     if t.note:
         lines += ["", t.note]
