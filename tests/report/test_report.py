@@ -310,6 +310,15 @@ def test_paired_comparisons_and_the_papers_claim_are_on_the_page(workspace):
     assert "1 vs 2: worse, -0.050 [-0.070, -0.030] (holds)" in claims["connector_depth"][3]
     spread = cells(md, "How much the headline moves with the training seed")
     assert spread["seed 2"] == ["36.0"] and spread["mean +- std over seeds"] == ["35.0 +- 1.0"]
+    assert "seed 0 is the main path's own run" not in md  # its first seed was trained by the study
+
+    first = workspace / "runs" / "cells" / "abc"
+    first.mkdir(parents=True)
+    (first / "adopted_from.txt").write_text("runs/train/tiny-virtue\n")
+    rows[1]["runs"] = ["runs/cells/abc", "runs/cells/def", "runs/cells/ghi"]
+    (sweeps / "connector_depth.json").write_text(json.dumps(summary))
+    md = build_report(workspace / "runs", workspace / "reports", prefix="tiny").read_text()
+    assert "seed 0 is the main path's own run" in md  # copied in from the main path
 
 
 def test_the_page_states_the_backbone_dtype_and_tolerates_a_config_it_cannot_read(workspace):

@@ -211,13 +211,15 @@ def spread_table(studies: list[tuple[Path, dict]], runs: list[EvaluatedRun], roo
         virtue = next((r for r in runs if r.variant == "virtue"), None)
         main = virtue.metrics["scar"]["overall"]["hit@1"] if virtue else None
         values = ref["values"]
+        # at the main path's budget the first seed is the main path's run, copied in (cells.adopt_finished_run)
+        adopted = bool(ref.get("runs")) and (root / ref["runs"][0] / "adopted_from.txt").is_file()
         rows = [{"SCaR-synth P@1 of the virtue configuration": f"seed {s}", "x 100": f"{100 * v:.1f}"}
                 for s, v in zip(ref["seeds"], values, strict=True)]  # fmt: skip
         rows.append({"SCaR-synth P@1 of the virtue configuration": "mean +- std over seeds",
                      "x 100": f"{100 * ref['mean']:.1f} +- {100 * ref['std']:.1f}"})  # fmt: skip
         note = (
             f"Study `{data['study']}`'s reference cell trains the main path's virtue config with {len(values)} seeds"
-            + (f"; seed 0 is the main path's own run ({100 * main:.1f} above)" if main is not None else "")
+            + (f"; seed 0 is the main path's own run ({100 * main:.1f} above)" if main is not None and adopted else "")
             + ". Across machines the same seed moves further: see the README (CPU kernels, bfloat16 or float32)."
         )
         return Table("How much the headline moves with the training seed", pl.DataFrame(rows), [rel(path, root)],
