@@ -26,8 +26,8 @@ def tiny_config(**overrides) -> ModelConfig:
 
 @pytest.fixture
 def build():
-    def make(padding_side: str = "right", **overrides):
-        embedder, processor = build_embedder(tiny_config(**overrides), padding_side=padding_side)
+    def make(padding_side: str = "right", for_eval: bool = False, **overrides):
+        embedder, processor = build_embedder(tiny_config(**overrides), padding_side=padding_side, for_eval=for_eval)
         return embedder.eval(), processor
 
     return make

@@ -4,44 +4,62 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from transformers import AutoTokenizer
 
-from virtue.data.prompts import box_prompt
+from virtue.config.model import ModelConfig
+from virtue.data.prompts import box_prompt, grid_points, to_frame
 from virtue.data.types import Side
 from virtue.errors import UserError
+from virtue.models import build_embedder
 from virtue.models.connector import Connector
 from virtue.models.interop import load_release_connector, read_virtue_sam, save_release_connector
 from virtue.models.presets import SPECIAL_TOKENS
 from virtue.numerics import close
 
+RELEASE_2B = (256, 64, 256, 1536, 2)  # SAM channels, map side, |S|, d_llm, connector depth
 
-def test_connector_round_trips_through_the_release_layout(tmp_path):
+
+def test_connector_loads_the_release_nested_layout_like_our_own(tmp_path):
     torch.manual_seed(0)
-    ours = Connector(256, 64, 256, 1536, depth=2)
-    path = save_release_connector(ours, tmp_path)
-    assert path.name == "sam2_reducer_and_vlm_layer.pth"
-    raw = torch.load(path, weights_only=True)
-    assert set(raw) == {
-        "sam2_reducer.weight",
-        "sam2_reducer.bias",
-        "sam2vlm_layer.0.weight",
-        "sam2vlm_layer.0.bias",
-        "sam2vlm_layer.2.weight",
-        "sam2vlm_layer.2.bias",
-    }
-    assert raw["sam2_reducer.weight"].shape == (256, 256, 4, 4)
-    assert raw["sam2vlm_layer.2.weight"].shape == (1536, 256)
-    other = Connector(256, 64, 256, 1536, depth=2)
-    load_release_connector(other, path)
+    source = Connector(*RELEASE_2B)
+    # the release's own writer: one state dict per module, {"sam2_reducer": .., "sam2vlm_layer": ..}
+    nested = {"sam2_reducer": source.reduce.state_dict(), "sam2vlm_layer": source.mlp.state_dict()}
+    assert set(nested["sam2vlm_layer"]) == {"0.weight", "0.bias", "2.weight", "2.bias"}  # 1 is the GELU
+    torch.save(nested, tmp_path / "release.pth")
+    flat = {f"{module}.{k}": v for module, state in nested.items() for k, v in state.items()}
+    torch.save(flat, tmp_path / "flat.pth")
+    torch.save({f"model.{k}": v for k, v in flat.items()}, tmp_path / "prefixed.pth")
+    ours = save_release_connector(source, tmp_path / "ours")
+    assert ours.name == "sam2_reducer_and_vlm_layer.pth"
     x = torch.randn(2, 256, 64, 64)
-    torch.testing.assert_close(other(x), ours(x), atol=0, rtol=0)
-    # a release file whose names carry a module prefix loads too
-    torch.save({f"model.{k}": v for k, v in raw.items()}, tmp_path / "prefixed.pth")
-    load_release_connector(Connector(256, 64, 256, 1536, depth=2), tmp_path / "prefixed.pth")
+    with torch.no_grad():
+        expected = source(x)
+        for name in ["release.pth", "flat.pth", "prefixed.pth", "ours"]:
+            loaded = Connector(*RELEASE_2B)
+            load_release_connector(loaded, tmp_path / name)
+            torch.testing.assert_close(loaded(x), expected, atol=0, rtol=0)
+
+
+def test_saved_connector_is_in_the_release_layout_and_bad_files_are_one_line(tmp_path):
+    path = save_release_connector(Connector(*RELEASE_2B), tmp_path)
+    raw = torch.load(path, weights_only=True)
+    assert set(raw) == {"sam2_reducer", "sam2vlm_layer"}
+    assert set(raw["sam2_reducer"]) == {"weight", "bias"}
+    assert set(raw["sam2vlm_layer"]) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    assert raw["sam2_reducer"]["weight"].shape == (256, 256, 4, 4)
+    assert raw["sam2vlm_layer"]["2.weight"].shape == (1536, 256)
     with pytest.raises(UserError, match="do not fit"):
         load_release_connector(Connector(256, 64, 16, 1536, depth=2), path)  # other |S|: other kernel
+    torch.save({"encoder": {"weight": torch.zeros(2)}}, tmp_path / "other.pth")
+    with pytest.raises(UserError, match=r"other\.pth: not a VIRTUE connector file .*found keys \['encoder\.weight'\]"):
+        load_release_connector(Connector(*RELEASE_2B), tmp_path / "other.pth")
+    torch.save([torch.zeros(2)], tmp_path / "list.pth")
+    with pytest.raises(UserError, match=r"list\.pth: not a VIRTUE connector file .*found a list"):
+        load_release_connector(Connector(*RELEASE_2B), tmp_path / "list.pth")
 
 
 def test_read_virtue_sam_block(tmp_path):
@@ -134,3 +152,72 @@ def test_build_loads_the_release_connector_and_checks_virtue_sam(build, tmp_path
     (release / "config.json").write_text(json.dumps(config))
     with pytest.raises(UserError, match="model.num_points=4"):
         build(adapter={"kind": "none"}, vlm={"path": str(release)}, release_connector=str(tmp_path))
+
+
+def test_compat_grid_is_in_sams_frame_and_the_clean_grid_is_unchanged(tmp_path):
+    Image.new("RGB", (640, 480)).save(tmp_path / "wide.png")
+    wide = str(tmp_path / "wide.png")
+
+    def sam_prompt(compat: bool, prompt=None):
+        tiny = {"vlm": {"preset": "qwen2vl-tiny"}, "sam": {"preset": "sam2-tiny"}, "seg_tokens": 16}
+        cfg = ModelConfig.model_validate({**tiny, "sam_image_size": 1024, "official_compat": compat})
+        _, processor = build_embedder(cfg, meta=True)
+        return processor([Side("the scene", wide, prompt)], pixels=False).sam_prompts[0]
+
+    # the release: (i + 0.5) / 3 of each axis, scaled into SAM's 1024 square, whatever the image's shape
+    compat = sam_prompt(True)
+    ticks = torch.tensor([1024 / 6, 512, 1024 * 5 / 6])
+    torch.testing.assert_close(compat.points, torch.cartesian_prod(ticks, ticks)[:, [1, 0]])
+    assert compat.labels.tolist() == [1] * 9
+    # the clean path: the grid in the image's pixels, converted to SAM's frame once (today's numbers, exactly)
+    clean = sam_prompt(False)
+    today = to_frame(np.asarray(grid_points(9, 640, 480)), (640, 480), (1024, 1024))
+    torch.testing.assert_close(clean.points, torch.tensor(today, dtype=torch.float32), atol=0, rtol=0)
+    # a user box in compat mode stays in original pixels (the release's documented quirk)
+    box = sam_prompt(True, box_prompt(10, 20, 300, 400))
+    assert box.points.tolist() == [[10, 20], [300, 400]]
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty HF hub cache with the hub unreachable. huggingface_hub reads the variables once, at import."""
+    import huggingface_hub
+
+    cache = tmp_path / "hf-hub"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def test_hub_id_release_config_is_found_in_the_hf_cache_and_checked(build, tmp_path, hub_cache):
+    from virtue.models.backbones import train_tokenizer
+
+    source, _ = build(adapter={"kind": "none"})
+    save_release_connector(source.connector, tmp_path / "connector")
+    # Org/VIRTUE-Tiny as a download leaves it: refs/main names the snapshot that holds the files
+    repo = hub_cache / "models--Org--VIRTUE-Tiny"
+    snapshot = repo / "snapshots" / ("ab" * 20)
+    source.vlm.save_pretrained(snapshot)
+    train_tokenizer([], snapshot)
+    config = json.loads((snapshot / "config.json").read_text())
+    config["virtue_sam"] = {"config_path": "configs/sam2.1/sam2.1_hiera_t.yaml", "points_per_side": 2}
+    (snapshot / "config.json").write_text(json.dumps(config))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("ab" * 20)
+    release = {"adapter": {"kind": "none"}, "vlm": {"path": "Org/VIRTUE-Tiny"}}
+    release["release_connector"] = str(tmp_path / "connector")
+    with pytest.raises(
+        UserError, match=r"num_points: 9, but .*models--Org--VIRTUE-Tiny.*points_per_side 2 \(set model.num_points=4"
+    ):
+        build(**release)
+    build(num_points=4, **release)  # the release's own N: loads from the cache, no network
+
+
+def test_hub_id_without_a_cached_config_warns_that_the_check_is_skipped(tmp_path, hub_cache):
+    from virtue.models.interop import find_release_config
+
+    with pytest.warns(UserWarning, match="Org/Elsewhere: no config.json .* virtue_sam check .* skipped"):
+        assert find_release_config("Org/Elsewhere", tmp_path) is None

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from PIL import Image
 from transformers import Sam2VideoConfig, Sam2VideoModel
 
 from virtue.config import load_experiment
+from virtue.data.prompts import box_prompt
+from virtue.data.types import Side
 from virtue.models import build_embedder
 from virtue.models.presets import sam2_config
 
@@ -34,7 +37,37 @@ def test_paper_embedder_on_meta(experiment, vlm_billions, connector, width):
     assert all("lora_" in n for n, p in embedder.vlm.named_parameters() if p.requires_grad) and not any(
         p.requires_grad for p in embedder.vlm.visual.parameters()
     )
-    assert processor.image_tokens == (1344 // 28) ** 2
+    # the release's pixel bounds (max 28*28*1280): at most 1,280 image tokens, the frozen features' width
+    assert processor.image_tokens == embedder.image_tokens == 1280
+
+
+@pytest.mark.parametrize(
+    ("for_eval", "expected"),
+    [
+        # training: native aspect ratio, smart-resized within 28*28*4 .. 28*28*1280 pixels
+        (False, {(640, 480): (17, 23), (2000, 1500): (30, 41)}),  # 476x644: 391 tokens; 840x1148: 1,230
+        # evaluation: stretched to 1344x1344 first, then smart-resized to 980x980: 1,225 tokens, whatever the size
+        (True, {(640, 480): (35, 35), (2000, 1500): (35, 35)}),
+    ],
+)
+def test_paper_image_tokens_in_training_and_evaluation(tmp_path, for_eval, expected):
+    """The release trains at native resolution and evaluates after a 1344x1344 stretch (its Qwen2-VL: patch
+    14, merge 2); a fixed 1344 square would give 2,304 tokens in both."""
+    _, processor = build_embedder(load_experiment("paper-2b").model, meta=True, for_eval=for_eval)
+    sides = []
+    for w, h in expected:
+        path = tmp_path / f"{w}x{h}.png"
+        Image.new("RGB", (w, h), (90, 120, 30)).save(path)
+        sides.append(Side("Find the caption of the object in the box.", str(path), box_prompt(10, 10, 200, 150)))
+    merged = list(expected.values())
+    for pixels in (True, False):  # decoded, or from the file's size alone (cached frozen features)
+        inputs = processor(sides, pixels=pixels)
+        assert inputs.mm_token_type_ids.sum(dim=1).tolist() == [r * c for r, c in merged]
+        assert inputs.image_grid_thw.tolist() == [[1, 2 * r, 2 * c] for r, c in merged]  # patches: 2x2 per token
+        assert inputs.seg_slots.sum(dim=1).tolist() == [256, 256]
+    assert inputs.pixel_values is None
+    pixel_values = processor(sides).pixel_values  # [patches, 3 * 2 * 14 * 14]
+    assert pixel_values.shape == (sum(4 * r * c for r, c in merged), 3 * 2 * 14 * 14)
 
 
 def _full_sam21(preset: str) -> torch.nn.Module:

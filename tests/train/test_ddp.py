@@ -81,3 +81,46 @@ def test_submitit_tasks_form_the_process_group(tmp_path, monkeypatch):
     b = load_file(str(tmp_path / "two" / "trainable.safetensors"))
     for k in a:
         assert close(a[k], b[k], torch.float32), k
+
+
+def test_nccl_collectives_go_on_the_ranks_own_gpu():
+    from virtue.train.distributed import collective_device
+
+    assert collective_device("nccl", 3) == torch.device("cuda", 3)
+    assert collective_device("cpu:gloo,cuda:nccl", 1) == torch.device("cuda", 1)  # init_distributed's on CUDA
+    assert collective_device("gloo", 3) == torch.device("cpu")
+    assert collective_device() == torch.device("cpu")  # no process group
+
+
+def run_stop_worker(out: Path, device: str) -> list[dict]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent), str(HERE)]), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    r = subprocess.run([*cmd, str(HERE / "_stop_worker.py"), str(out), device], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return [json.loads((out / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+
+
+@pytest.mark.slow
+def test_a_signal_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    """Rank 1 alone is signalled; both ranks stop at that step, through a reduction on the group's device."""
+    from _stop_worker import STOP_AT
+
+    for rank, got in enumerate(run_stop_worker(tmp_path, "cpu")):
+        assert got["stopped_at"] == STOP_AT, rank
+        assert got["chosen"] == "cpu"
+        assert got["devices"][: STOP_AT + 1] == [got["chosen"]] * (STOP_AT + 1)  # one reduction a step
+        if not torch.cuda.is_available():  # told the group is NCCL, it makes its tensor on the GPU
+            assert "CUDA" in (got["nccl_error"] or ""), got["nccl_error"]  # which a CPU-only torch cannot make
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_stop_request_under_nccl(tmp_path):
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 GPUs")
+    from _stop_worker import STOP_AT
+
+    for rank, got in enumerate(run_stop_worker(tmp_path, "cuda")):
+        assert got["stopped_at"] == STOP_AT, rank
+        assert got["chosen"] == got["env_device"] == f"cuda:{rank}"
+        assert set(got["devices"]) == {got["chosen"]}

@@ -74,7 +74,7 @@ def _embed(args: argparse.Namespace) -> int:
     from ..models import build_embedder
 
     cfg = load_experiment(args.experiment, args.overrides)
-    embedder, processor = build_embedder(cfg.model)
+    embedder, processor = build_embedder(cfg.model, for_eval=True)
     if args.checkpoint:
         from ..eval.run import load_weights
 

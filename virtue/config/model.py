@@ -54,7 +54,30 @@ class ModelConfig(Section):
         description="M-RoPE positions of the segmentation tokens: 'sequence' (1-D, in order, as text) or 'grid' "
         "(the image tokens' 2-D positions at each token's cell, so attention can relate places; not in the paper)",
     )
-    vlm_image_size: int = Field(448, ge=28, description="side of the square image given to the VLM")
+    vlm_resize: Literal["square", "native"] = Field(
+        "square",
+        description="how an image reaches the VLM. square: stretched to vlm_image_size x vlm_image_size (every "
+        "image gives the same number of image tokens). native: its aspect ratio kept, smart-resized by "
+        "Qwen2-VL's image processor to multiples of patch x merge within [vlm_min_pixels, vlm_max_pixels] "
+        "(the release's training; rows then have different numbers of image tokens)",
+    )
+    vlm_image_size: int = Field(448, ge=28, description="square: side of the square image given to the VLM")
+    vlm_min_pixels: int = Field(
+        28 * 28 * 4, ge=1, description="native: fewest pixels (height x width) an image is resized to (the release)"
+    )
+    vlm_max_pixels: int = Field(
+        28 * 28 * 1280,
+        ge=1,
+        description="native: most pixels an image is resized to (the release: 28*28*1280, at most 1,280 image "
+        "tokens at patch 14, merge 2); also the width of the frozen vision features",
+    )
+    vlm_eval_stretch: int | None = Field(
+        None,
+        ge=28,
+        description="native, evaluation only (virtue eval, virtue embed): stretch every image to this side x side "
+        "square first, then smart-resize it within the pixel bounds. The release evaluates so (1344: 980x980, "
+        "1,225 tokens) while it trains at native size; None: evaluation sees images as training does",
+    )
     sam_image_size: int = Field(1024, ge=64, description="side of SAM-2's square input")
     adapter: AdapterConfig = Field(default_factory=AdapterConfig)
     official_compat: bool = Field(False, description="reproduce the release's quirks (for its checkpoints)")
@@ -68,10 +91,11 @@ class ModelConfig(Section):
         "output): bfloat16 on CUDA and on CPUs with AMX tiles, float32 on other CPUs, where bfloat16 matmuls "
         "are slower than float32 (a tiny training step 1.45x slower, docs/research/pretraining.md)",
     )
-    attention: Literal["sdpa", "eager"] = Field(
+    attention: Literal["sdpa", "eager", "flash_attention_2"] = Field(
         "sdpa",
         description="the LLM's attention kernel. eager (plain matmul + softmax) is faster on CPU for the tiny "
-        "default's short sequences, most of all in bfloat16, whose SDPA backward on CPU is slow",
+        "default's short sequences, most of all in bfloat16, whose SDPA backward on CPU is slow. "
+        "flash_attention_2: CUDA only, needs the flash_attn package (refused where it is not importable)",
     )
     sam_trainable: Literal["none", "decoder"] = Field(
         "none",
@@ -109,6 +133,14 @@ class ModelConfig(Section):
     def _sam_trainable_needs_sam(self):
         if self.sam_trainable != "none" and self.variant != "virtue":
             raise ValueError(f"sam_trainable {self.sam_trainable}: only the virtue variant has a SAM-2 stream")
+        return self
+
+    @model_validator(mode="after")
+    def _vlm_resize_fits(self):
+        if self.vlm_min_pixels > self.vlm_max_pixels:
+            raise ValueError(f"vlm_min_pixels {self.vlm_min_pixels} exceeds vlm_max_pixels {self.vlm_max_pixels}")
+        if self.vlm_eval_stretch is not None and self.vlm_resize != "native":
+            raise ValueError("vlm_eval_stretch needs vlm_resize: native (square images are stretched anyway)")
         return self
 
     @model_validator(mode="after")

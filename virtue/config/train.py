@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .base import OutputDir, Section
 
@@ -38,6 +38,20 @@ class TrainConfig(Section):
         description="share of MMEB-train's batches used in each epoch (1: all, in proportion to its size; "
         "0.25: a quarter, a different quarter each epoch); with source both, sets how much of training is MMEB",
     )
+    source_mixing: Literal["size", "uniform"] = Field(
+        "size",
+        description="how each step's source (a SCaR subset or an MMEB-train dataset) is chosen: size = in "
+        "proportion to its batches (an epoch holds every batch once); uniform = each source equally likely "
+        "whatever its size, as the release (VLM2Vec-V2 interleaving, weight 1 per dataset), each source running "
+        "through its own epochs; with uniform, mmeb_weight is an MMEB-train dataset's chance against a SCaR "
+        "subset's 1",
+    )
+    max_rows_per_source: int | None = Field(
+        None,
+        ge=1,
+        description="train on only the first N rows (in file order) of each source; null = all. The release "
+        "caps every training dataset at its first 100000 rows (num_sample_per_subset)",
+    )
     checkpoint_every: int = Field(200, ge=0, description="steps between checkpoints; 0 = only at the end")
     resume: str = Field("auto", description="'auto' (latest in the run folder), 'never', or a checkpoint path")
     init_from: str | None = Field(
@@ -47,9 +61,45 @@ class TrainConfig(Section):
         "shape required); tensors it lacks (a connector, when it is a global run) keep their initialisation; "
         "the optimizer, schedule and step count start fresh. Not `resume`, which continues a run",
     )
-    feature_cache: bool = Field(True, description="cache frozen SAM-2 / vision-tower outputs on disk")
+    autocast: Literal["auto", "bfloat16", "off"] = Field(
+        "auto",
+        description="bfloat16 autocast of the trained forward (LLM with its adapters, connector): matmuls in "
+        "bfloat16, trained weights, their gradients and the optimizer in float32, the loss in float32; the frozen "
+        "backbones run in model.dtype, outside it. auto: bfloat16 on CUDA, off on CPU (resolved against the "
+        "training device when the run starts, not when the config is read)",
+    )
+    grad_clip: float | None = Field(
+        None,
+        gt=0,
+        description="clip the global gradient norm (after averaging over ranks) to this; logged before clipping "
+        "as grad_norm. None: no clipping (the release: 1.0)",
+    )
+    num_workers: int = Field(
+        0,
+        ge=0,
+        description="DataLoader worker processes that prepare each step's inputs (image decoding, resizing, "
+        "patches, tokens) while the model trains; 0: prepared in the training process, step by step",
+    )
+    prefetch_factor: int = Field(
+        2,
+        ge=1,
+        description="with num_workers: steps each worker prepares ahead; every step's inputs are held in shared "
+        "memory until used (num_workers x prefetch_factor steps)",
+    )
+    feature_cache: bool = Field(
+        True,
+        description="cache frozen SAM-2 / vision-tower outputs on disk, one file per image row. Pays when the same "
+        "images come back: small backbones, many epochs over few images (the embedded default). Off at paper "
+        "scale: a row there is megabytes (6-9 MB at 2B, by image size), written on first sight, read only in a later "
+        "epoch, which a run of one epoch or less never reaches",
+    )
     feature_cache_dir: str = Field("runs/feature-cache", description="shared by runs and sweep trials")
     output_dir: OutputDir = Field("runs/{name}", description="run folder; {name} is the experiment name")
+
+    @field_validator("autocast", mode="before")
+    @classmethod
+    def _yaml_off(cls, v):
+        return "off" if v is False else v  # YAML reads a bare `off` as false
 
 
 class PretrainConfig(Section):

@@ -16,7 +16,8 @@ from typing import Literal
 import numpy as np
 
 from ..errors import UserError
-from .prompts import VisualPrompt, box_prompt, mask_prompt, points_prompt, sample_points
+from .masks import StoredMaskPrompt, check_segmentation
+from .prompts import VisualPrompt, box_prompt, points_prompt, sample_points
 from .types import EvalQuery, Side, TrainPair
 from .validate import (
     Images,
@@ -89,29 +90,40 @@ def _image_root(folder: str | os.PathLike, image_root: str | os.PathLike | None)
     return Path(image_root) if image_root is not None else Path(folder)
 
 
-def make_prompt(kind: PromptArg, row: dict, size: tuple[int, int], key: str) -> tuple[VisualPrompt | None, tuple]:
+def make_prompt(
+    kind: PromptArg, row: dict, size: tuple[int, int], key: str, check: bool = True
+) -> tuple[VisualPrompt | None, tuple]:
     """The row's visual prompt in original pixels (+ the box, always checked). Points are one click drawn
-    inside the mask (or the box without one) from a generator seeded by the row's id: same row, same click."""
+    inside the mask (or the box without one) from a generator seeded by the row's id: same row, same click.
+    The segmentation is read only where the prompt uses it, or where check=True (evaluation data, `virtue data
+    check`) asks that a bad one be reported under any prompt; a mask prompt keeps it encoded (StoredMaskPrompt):
+    decoded masks of every row would not fit in memory."""
     box = check_bbox(row.get("bbox"), size)
     seg = row.get("segmentation")
-    mask = check_mask(seg, size) if seg not in (None, "", []) else None
+    seg = None if seg in (None, "", []) else seg
+    if kind == "points":
+        mask = check_mask(seg, size) if seg is not None else None  # decoded for the click, then dropped
+        rng = np.random.default_rng(int(hashlib.sha1(key.encode()).hexdigest()[:12], 16))
+        return points_prompt(sample_points(mask if mask is not None else box, 1, rng)), box
+    if seg is not None and (check or kind == "mask"):
+        try:
+            check_segmentation(seg, height=size[1], width=size[0])
+        except (ValueError, KeyError, TypeError) as e:
+            raise RowError(f"segmentation: {e}") from e
     if kind == "none":
         return None, box
     if kind == "box":
         return box_prompt(*box), box
     if kind == "mask":
-        if mask is None:
+        if seg is None:
             raise RowError("prompt 'mask' needs a segmentation")
-        return mask_prompt(mask), box
-    if kind == "points":
-        rng = np.random.default_rng(int(hashlib.sha1(key.encode()).hexdigest()[:12], 16))
-        return points_prompt(sample_points(mask if mask is not None else box, 1, rng)), box
+        return StoredMaskPrompt(seg, height=size[1], width=size[0]), box
     raise UserError(f"data.prompt: unknown prompt kind {kind!r} (box, mask, points, none)")
 
 
-def _query_side(kind: PromptArg, row: dict, text_col: str, images: Images, key: str) -> Side:
+def _query_side(kind: PromptArg, row: dict, text_col: str, images: Images, key: str, check: bool) -> Side:
     path, size = images.resolve(row.get("qry_image_path"))
-    prompt, _ = make_prompt(kind, row, size, key)
+    prompt, _ = make_prompt(kind, row, size, key, check)
     text = strip_placeholder(row.get(text_col))
     if not text:
         raise RowError(f"empty {text_col}")
@@ -132,13 +144,14 @@ def read_scar_train(
     report: ReadLog | None = None,
 ) -> list[TrainPair]:
     """Every train row of every subset; source = subset; negatives = neg_text (a string or a list), with
-    their kinds from the optional neg_kind column (SCaR-synth writes it; the real release has none)."""
+    their kinds from the optional neg_kind column (SCaR-synth writes it; the real release has none). Under
+    box or none prompts the segmentation column is not read; with a ReadLog (`virtue data check`) it is checked."""
     images = Images(_image_root(folder, image_root), decode=report is not None)
     out: list[TrainPair] = []
     for subset, path in train_files(folder).items():
 
         def build(i: int, row: dict, subset=subset, path=path) -> TrainPair:
-            query = _query_side(prompt, row, "qry", images, f"{path.name}:{i}")
+            query = _query_side(prompt, row, "qry", images, f"{path.name}:{i}", check=report is not None)
             pos_text = strip_placeholder(row.get("pos_text"))
             pos_img = images.resolve(row["pos_image_path"])[0] if row.get("pos_image_path") else None
             if not pos_text and pos_img is None:
@@ -171,7 +184,7 @@ def read_scar_eval(
 
         def build(i: int, row: dict, subset=subset, path=path) -> EvalQuery:
             qid = f"{path.name}:{i}"
-            query = _query_side(prompt, row, "qry_text", images, qid)
+            query = _query_side(prompt, row, "qry_text", images, qid, check=True)
             texts = check_candidates(row.get("tgt_text"))
             kinds = tuple(string_list(row.get("tgt_kind"), "tgt_kind"))
             if kinds and len(kinds) != len(texts):

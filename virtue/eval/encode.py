@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.types import EvalQuery, Side
+from ..train.distributed import gather_rows, rank_world
 from .metrics import gt_rank, kind_wins, ranking
 
 Encoder = Callable[[list[Side]], torch.Tensor]
@@ -37,7 +38,8 @@ def embed_sides(
     sides: Sequence[Side], encode: Encoder, *, batch_size: int, desc: str
 ) -> tuple[dict[Side, int], torch.Tensor]:
     """Deduplicate `sides` (same text, image and prompt -> one row) and encode the distinct ones in batches.
-    Returns (side -> row, Tensor[U, D])."""
+    Returns (side -> row, Tensor[U, D]). In a process group (torchrun, a multi-task job) every rank calls it
+    with the same sides, encodes its own share and gets the whole matrix back."""
     index: dict[Side, int] = {}
     for side in sides:
         index.setdefault(side, len(index))
@@ -45,20 +47,28 @@ def embed_sides(
     # Batches of alike sides (text-only with text-only, short with short) pad far less: a caption batched with
     # image queries would be padded to their image-token length.
     order = sorted(range(len(unique)), key=lambda i: (unique[i].image is not None, len(unique[i].text), i))
+    rank, world = rank_world()
+    # A strided share of the sorted order: every rank gets alike sides of every kind, so the ranks finish
+    # together; a single process's share is the whole order (the same batches as without a group).
+    mine = order[rank::world]
     rows: list[torch.Tensor] = []
-    bar = tqdm(total=len(unique), desc=desc, unit="side", disable=not sys.stderr.isatty(), leave=False)
+    quiet = not sys.stderr.isatty() or rank != 0
+    bar = tqdm(total=len(mine), desc=desc, unit="side", disable=quiet, leave=False)
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            batch = [unique[i] for i in order[start : start + batch_size]]
+        for start in range(0, len(mine), batch_size):
+            batch = [unique[i] for i in mine[start : start + batch_size]]
             out = encode(batch)
             if out.ndim != 2 or out.shape[0] != len(batch):
                 raise ValueError(f"encoder returned shape {tuple(out.shape)} for {len(batch)} sides")
             rows.append(out.detach().to(torch.float32).cpu())
             bar.update(len(batch))
     bar.close()
+    sorted_rows = torch.cat(rows) if rows else torch.zeros(0, 0)
+    if world > 1:
+        sorted_rows = gather_rows(sorted_rows)  # rank r's rows are order[r::world]
+        order = [i for r in range(world) for i in order[r::world]]
     matrix = torch.zeros(0, 0)
-    if rows:
-        sorted_rows = torch.cat(rows)
+    if order:
         matrix = torch.empty_like(sorted_rows)
         matrix[torch.tensor(order)] = sorted_rows  # back to first-seen order: row index[side]
     return index, matrix

@@ -9,12 +9,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from ..config import ExperimentConfig, write_resolved
 from ..data.types import EvalQuery, Side
 from ..errors import UserError
 from ..paths import workspace_root
 from ..train.checkpoint import find_weights, read_weights
+from ..train.distributed import init_distributed, rank_world, shutdown_distributed
 from .encode import Encoder, QueryResult
 from .mmeb import run_mmeb
 from .outputs import write_all
@@ -34,7 +36,8 @@ def run_protocols(
 ) -> dict:
     """Run the protocols whose queries are given, write every output under out_dir (with cfg's resolved
     config.yaml), return the metrics. Nothing is written before every protocol has run, so a failed
-    evaluation leaves an earlier one in out_dir as it was."""
+    evaluation leaves an earlier one in out_dir as it was. In a process group every rank calls it: the ranks
+    share the encoding, each gets the same metrics back, and rank 0 alone writes."""
     metrics: dict = dict(meta or {})
     results: dict[str, list[QueryResult]] = {}
     if scar is not None:
@@ -46,9 +49,13 @@ def run_protocols(
     for name, rs in results.items():
         if not rs:
             raise UserError(f"{name}: no evaluation queries were read (every row skipped?): nothing to measure")
-    if cfg is not None:
-        write_resolved(cfg, out_dir)
-    write_all(Path(out_dir), metrics, results)
+    rank, world = rank_world()
+    if rank == 0:
+        if cfg is not None:
+            write_resolved(cfg, out_dir)
+        write_all(Path(out_dir), metrics, results)
+    if world > 1:
+        dist.barrier()  # every rank returns once the outputs exist: its caller may read them next
     return metrics
 
 
@@ -82,12 +89,13 @@ def _run_variant(folder: Path) -> str | None:
         return None
 
 
-def model_encoder(embedder, processor, device: str, cache=None) -> Encoder:
+def model_encoder(embedder, processor, device: str, cache=None, autocast: str = "off") -> Encoder:
     """sides -> embeddings; with a FeatureCache the frozen backbones' outputs come from (and go to) it, as in
-    training: evaluating many trials of one study then runs SAM-2 and the vision tower once per image."""
+    training: evaluating many trials of one study then runs SAM-2 and the vision tower once per image.
+    `autocast`: train.autocast, so that evaluation runs the trained forward in the precision it trained in."""
     from ..train.loop import Encoder as CachedEncoder
 
-    enc = CachedEncoder(embedder, processor, device, cache)
+    enc = CachedEncoder(embedder, processor, device, cache, autocast=autocast)
 
     def encode(sides: list[Side]) -> torch.Tensor:
         return enc.forward(enc.prepare(sides))
@@ -111,13 +119,24 @@ def resolve(root: Path, path: str | None) -> str | None:
 
 
 def evaluate(cfg: ExperimentConfig, checkpoint: str | os.PathLike | None, *, out_dir: str | os.PathLike) -> dict:
-    """Evaluate the embedder of `cfg` with the trainable weights from `checkpoint` (None: as built)."""
+    """Evaluate the embedder of `cfg` with the trainable weights from `checkpoint` (None: as built). Under
+    torchrun or in a multi-task job the ranks join one group, as in training, and share the encoding; a group
+    joined here is left here (one a training run in this process joined stays for it)."""
+    own_group = not (dist.is_available() and dist.is_initialized())
+    try:
+        return _evaluate(cfg, checkpoint, out_dir=out_dir)
+    finally:
+        if own_group:
+            shutdown_distributed()
+
+
+def _evaluate(cfg: ExperimentConfig, checkpoint: str | os.PathLike | None, *, out_dir: str | os.PathLike) -> dict:
     from ..models import build_embedder
 
     root = workspace_root()
     weights = find_weights(checkpoint) if checkpoint is not None else None  # before the slow model build
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    embedder, processor = build_embedder(cfg.model, root=root, device=device)
+    device = init_distributed().device  # this rank's GPU under torchrun, as in training
+    embedder, processor = build_embedder(cfg.model, root=root, device=device, for_eval=True)
     if weights is not None:
         load_weights(embedder, weights, variant=cfg.model.variant)
     checkpoint_name = None if weights is None else os.path.relpath(weights, root)
@@ -160,7 +179,7 @@ def evaluate_embedder(
     }
     try:
         return run_protocols(
-            model_encoder(embedder, processor, device, feature_cache(cfg, embedder)),
+            model_encoder(embedder, processor, device, feature_cache(cfg, embedder), cfg.train.autocast),
             batch_size=cfg.eval.batch_size,
             out_dir=Path(out_dir),
             scar=scar,

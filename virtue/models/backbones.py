@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2VLImageProcessorPil, Qwen2VLModel, Sam2Config, Sam2Model
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
 from ..config.model import BackboneConfig
 from ..errors import UserError
@@ -60,6 +61,9 @@ def build_vlm(
     spec: BackboneConfig, *, root: Path, meta: bool = False, dtype: str = "float32", attention: str = "sdpa"
 ) -> Qwen2VLModel:
     """attention: the attention kernel of the LLM and the vision tower (model.attention)."""
+    attention = "sdpa" if meta and attention == "flash_attention_2" else attention  # a meta build runs nothing
+    if attention == "flash_attention_2":
+        _check_flash_attention(dtype)
     if meta or spec.preset:
         name = _meta_preset(spec, "vlm") if meta else spec.preset
         try:
@@ -71,6 +75,21 @@ def build_vlm(
         model.set_attn_implementation(attention)
         return model
     return _from_pretrained(Qwen2VLModel, spec, "vlm", root, dtype=_dtype(dtype), attn_implementation=attention)
+
+
+def _check_flash_attention(dtype: str) -> None:
+    """Refused, not replaced by sdpa: the run folder's config would name a kernel that did not run (speed and
+    memory differ). Checked here, where the model is built, so that a config naming it can be read and
+    submitted from a machine without the package. (Where the `kernels` package is installed, transformers would
+    otherwise fetch a kernel from the Hub.)"""
+    import importlib.util
+
+    if importlib.util.find_spec("flash_attn") is None:
+        raise UserError("model.attention: flash_attention_2 needs the flash_attn package, not installed (use sdpa)")
+    if not torch.cuda.is_available():
+        raise UserError("model.attention: flash_attention_2 runs on CUDA only; no GPU here (use sdpa)")
+    if dtype != "bfloat16":
+        raise UserError(f"model.attention: flash_attention_2 needs model.dtype bfloat16, not {dtype}")
 
 
 def build_sam(
@@ -179,19 +198,47 @@ def load_tokenizer(spec: BackboneConfig, *, root: Path):
 # ---------------------------------------------------------------- images
 
 
-def vlm_image_processor(vision_config, image_size: int) -> Qwen2VLImageProcessorPil:
-    """Fixed square input: every image gives (image_size / patch / merge)^2 tokens."""
+def vlm_pixel_bounds(image_size: int, pixels: tuple[int, int] | None) -> tuple[int, int]:
+    """(min, max) of height x width after Qwen2-VL's smart-resize: the native bounds, or exactly the square's."""
+    return pixels if pixels is not None else (image_size * image_size, image_size * image_size)
+
+
+def vlm_image_processor(
+    vision_config, image_size: int, *, pixels: tuple[int, int] | None = None
+) -> Qwen2VLImageProcessorPil:
+    """Qwen2-VL's image processor. pixels None: a fixed square input, every image (stretched to image_size
+    beforehand) gives (image_size / patch / merge)^2 tokens. pixels (min, max): native resolution, each image
+    smart-resized to multiples of patch x merge with min <= height x width <= max, its aspect ratio kept."""
     factor = vision_config.patch_size * vision_config.spatial_merge_size
-    if image_size % factor:
+    if pixels is None and image_size % factor:
         raise UserError(f"model.vlm_image_size: {image_size} is not a multiple of patch x merge = {factor}")
+    if pixels is not None and pixels[1] < factor * factor:
+        raise UserError(f"model.vlm_max_pixels: {pixels[1]} is less than one image token ({factor}x{factor} pixels)")
+    low, high = vlm_pixel_bounds(image_size, pixels)
     return Qwen2VLImageProcessorPil(
         patch_size=vision_config.patch_size,
         merge_size=vision_config.spatial_merge_size,
         temporal_patch_size=vision_config.temporal_patch_size,
-        size={"shortest_edge": image_size * image_size, "longest_edge": image_size * image_size},
+        size={"shortest_edge": low, "longest_edge": high},
         image_mean=list(CLIP_MEAN),
         image_std=list(CLIP_STD),
     )
+
+
+def vlm_patch_grid(vision_config, width: int, height: int, bounds: tuple[int, int]) -> tuple[int, int]:
+    """(rows, columns) of patches that the image processor with these pixel bounds makes of a width x height
+    image: its own smart-resize, so the grid is known without decoding the image (cached frozen features)."""
+    patch = vision_config.patch_size
+    factor = patch * vision_config.spatial_merge_size
+    h, w = smart_resize(height, width, factor=factor, min_pixels=bounds[0], max_pixels=bounds[1])
+    return h // patch, w // patch
+
+
+def vlm_image_tokens(vision_config, image_size: int, pixels: tuple[int, int] | None = None) -> int:
+    """The most image tokens (merged patches) one image can give: exactly this many for the square input,
+    at most this many within native bounds. The width of the frozen vision features."""
+    factor = vision_config.patch_size * vision_config.spatial_merge_size
+    return vlm_pixel_bounds(image_size, pixels)[1] // (factor * factor)
 
 
 def sam_pixels(image: Image.Image, size: int, *, double_norm: bool = False) -> torch.Tensor:

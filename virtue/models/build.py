@@ -11,10 +11,10 @@ from ..config.model import ModelConfig
 from ..errors import UserError
 from ..paths import workspace_root
 from .adapters import apply_freeze_policy
-from .backbones import build_sam, build_vlm, load_tokenizer, train_tokenizer
+from .backbones import build_sam, build_vlm, load_tokenizer, train_tokenizer, vlm_image_tokens
 from .connector import Connector
 from .embedder import Embedder
-from .interop import load_release_connector, read_virtue_sam
+from .interop import find_release_config, load_release_connector, read_virtue_sam
 from .processor import Processor
 from .segmentation import SegmentationStream
 
@@ -29,11 +29,12 @@ def _check_tokenizer(tokenizer, vlm_config) -> None:
 
 
 def _load_release(cfg: ModelConfig, connector: Connector, root: Path) -> None:
-    """The released connector; the release's config.json (beside its Qwen2-VL weights) must agree on N."""
+    """The released connector; the release's config.json (beside its Qwen2-VL weights: a folder's, or a hub
+    id's in the HF cache) must agree on N."""
     path = Path(cfg.release_connector)
     load_release_connector(connector, path if path.is_absolute() else root / path)
-    config_json = root / cfg.vlm.path / "config.json" if cfg.vlm.path else None
-    if config_json is not None and config_json.is_file() and "virtue_sam" in config_json.read_text(encoding="utf-8"):
+    config_json = find_release_config(cfg.vlm.path, root) if cfg.vlm.path else None
+    if config_json is not None and "virtue_sam" in config_json.read_text(encoding="utf-8"):
         block = read_virtue_sam(config_json)
         if block.num_points != cfg.num_points:
             raise UserError(
@@ -50,10 +51,12 @@ def build_embedder(
     meta: bool = False,
     seed: int = 0,
     padding_side: str = "right",
+    for_eval: bool = False,
 ) -> tuple[Embedder, Processor]:
     """Backbones from cfg.vlm / cfg.sam (folders, hub ids or presets), the connector for the `virtue` variant,
     the freeze policy and adapters. Randomly initialised parts depend only on `seed`. meta=True builds every
-    weight on the meta device (no download, no memory): for parameter counts."""
+    weight on the meta device (no download, no memory): for parameter counts. for_eval: the processor serves
+    evaluation (virtue eval, virtue embed), where model.vlm_eval_stretch applies."""
     root = Path(root) if root is not None else workspace_root()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -77,16 +80,21 @@ def build_embedder(
         if connector is not None and cfg.release_connector and not meta:
             _load_release(cfg, connector, root)
         vc = vlm.config.vision_config
-        merged = cfg.vlm_image_size // (vc.patch_size * vc.spatial_merge_size)
+        pixels = (cfg.vlm_min_pixels, cfg.vlm_max_pixels) if cfg.vlm_resize == "native" else None
+        stretch = cfg.vlm_eval_stretch if for_eval else None
         settings = (
             f"{cfg.variant}|{cfg.vlm_image_size}|{cfg.sam_image_size}|{cfg.num_points}|{cfg.official_compat}"
             f"|{cfg.sam_box_mask}"
         )
+        if cfg.official_compat:  # the unprompted grid moved into SAM-2's frame: older compat features are stale
+            settings += "|grid=sam-frame"
+        if pixels is not None:  # only then: the square default keeps the fingerprints of existing caches
+            settings += f"|native={pixels[0]}-{pixels[1]}|stretch={stretch}"
         embedder = Embedder(
             vlm,
             segmentation,
             connector,
-            image_tokens=merged * merged,
+            image_tokens=vlm_image_tokens(vc, cfg.vlm_image_size, pixels),
             official_compat=cfg.official_compat,
             fingerprint_extra=settings,
             train_sam_decoder=cfg.sam_trainable == "decoder",
@@ -111,5 +119,7 @@ def build_embedder(
         official_compat=cfg.official_compat,
         sam_box_mask=cfg.sam_box_mask,
         padding_side=padding_side,
+        vlm_pixels=pixels,
+        vlm_stretch=stretch,
     )
     return embedder, processor

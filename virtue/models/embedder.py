@@ -39,7 +39,7 @@ class Embedder(nn.Module):
         self.vlm = vlm
         self.segmentation = segmentation
         self.connector = connector
-        self.image_tokens = image_tokens  # per image: fixed by the square VLM input
+        self.image_tokens = image_tokens  # the most per image (all of them with the square input)
         self.official_compat = official_compat
         self.fingerprint_extra = fingerprint_extra
         self.train_sam_decoder = train_sam_decoder and segmentation is not None
@@ -70,10 +70,11 @@ class Embedder(nn.Module):
 
     @torch.no_grad()
     def frozen_features(self, inputs: ModelInputs) -> dict[str, torch.Tensor]:
-        """Per-row outputs of the frozen backbones: "vision" [B, T_img, D] (vision tower + merger) and, with a
-        segmentation stream, "seg" [B, C, h, w] (F_s), or with a trained SAM-2 decoder "sam_embed"
-        [B, C, h, w] (SAM-2's image embeddings, the decoder's input). Rows without an image (or without a
-        stream) are zeros."""
+        """Per-row outputs of the frozen backbones: "vision" [B, T_img, D] (vision tower + merger; T_img =
+        image_tokens, a row's own count of tokens first, zeros after: one width for every row, so that rows
+        cached one by one stack) and, with a segmentation stream, "seg" [B, C, h, w] (F_s), or with a trained
+        SAM-2 decoder "sam_embed" [B, C, h, w] (SAM-2's image embeddings, the decoder's input). Rows without an
+        image (or without a stream) are zeros."""
         b = len(inputs)
         device = inputs.input_ids.device
         dtype = self.vlm.visual.get_dtype()
@@ -81,7 +82,8 @@ class Embedder(nn.Module):
         out["vision"] = torch.zeros((b, self.image_tokens, self.dim), device=device, dtype=dtype)
         if bool(inputs.has_image.any()):
             feats = self.vlm.get_image_features(inputs.pixel_values, inputs.image_grid_thw).pooler_output
-            out["vision"][inputs.has_image] = torch.stack(list(feats)).to(dtype)  # [n_img, T_img, D]
+            padded = nn.utils.rnn.pad_sequence(list(feats), batch_first=True)  # [n_img, max count, D]
+            out["vision"][inputs.has_image, : padded.shape[1]] = padded.to(dtype)
         if self.segmentation is not None:
             seg = self.segmentation
             emb = torch.zeros((b, seg.channels, seg.map_side, seg.map_side), device=device, dtype=dtype)
@@ -151,27 +153,26 @@ class Embedder(nn.Module):
     def _seg_on_image_grid(self, inputs: ModelInputs, pos: torch.Tensor) -> torch.Tensor:
         """Give each segmentation token the 2-D M-RoPE position of its cell's centre on the image-token grid,
         so that rotary attention relates a segmentation token to the image tokens around the same place (both
-        streams see the whole image as a square). Positions become fractional: |S| cells and the image grid
-        need not align (4x4 on 6x6 in the tiny default)."""
+        streams see the whole image: the |S| cells stretch over the image grid, square or not). Positions
+        become fractional: |S| cells and the image grid need not align (4x4 on 6x6 in the tiny default).
+        Computed for the whole batch on the inputs' device, without reading values back to the host."""
         pos = pos.to(torch.float32)  # [3, B, L]
-        image_slots = inputs.mm_token_type_ids == 1
-        for b in torch.nonzero(inputs.has_seg & inputs.has_image).flatten().tolist():
-            img = pos[:, b, image_slots[b]]  # [3, T_img]
-            grid = math.isqrt(img.shape[1])
-            seg = int(inputs.seg_slots[b].sum())
-            side = math.isqrt(seg)
-            k = torch.arange(seg, dtype=torch.float32)
-            rows, cols = torch.div(k, side, rounding_mode="floor"), k % side  # the connector's raster order
-            scale = grid / side
-            new = torch.stack(
-                [
-                    img[0].min().expand(seg),
-                    img[1].min() + (rows + 0.5) * scale - 0.5,
-                    img[2].min() + (cols + 0.5) * scale - 0.5,
-                ]
-            )  # [3, |S|]
-            pos[:, b, inputs.seg_slots[b]] = new
-        return pos
+        image = (inputs.mm_token_type_ids == 1)[None]  # [1, B, L]
+        first = torch.where(image, pos, math.inf).amin(dim=-1)  # [3, B]: the top-left image token's position
+        last = torch.where(image, pos, -math.inf).amax(dim=-1)  # [3, B]: the bottom-right one's
+        side = math.isqrt(self.connector.seg_tokens)
+        k = (inputs.seg_slots.cumsum(dim=-1) - 1).to(torch.float32)  # [B, L]: the connector's raster order
+        rows, cols = torch.div(k, side, rounding_mode="floor"), k % side
+        scale = (last[1:] - first[1:] + 1) / side  # [2, B]: image-grid cells per |S| cell, down and across
+        new = torch.stack(
+            [
+                first[0, :, None].expand_as(k),
+                first[1, :, None] + (rows + 0.5) * scale[0, :, None] - 0.5,
+                first[2, :, None] + (cols + 0.5) * scale[1, :, None] - 0.5,
+            ]
+        )  # [3, B, L]
+        moved = inputs.seg_slots & (inputs.has_seg & inputs.has_image)[:, None]  # [B, L]
+        return torch.where(moved[None], new, pos)
 
     def forward(self, inputs: ModelInputs, frozen: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """-> [B, D] L2-normalised embeddings."""
@@ -182,7 +183,9 @@ class Embedder(nn.Module):
         image_slots = inputs.mm_token_type_ids == 1
         if bool(inputs.has_image.any()):
             vision = frozen["vision"][inputs.has_image].to(embeds.dtype)  # [n_img, T_img, D]
-            embeds = embeds.masked_scatter(image_slots[..., None], vision.reshape(-1, embeds.shape[-1]))
+            counts = image_slots[inputs.has_image].sum(dim=1)  # [n_img]: each row's own number of image tokens
+            own = torch.arange(vision.shape[1], device=counts.device) < counts[:, None]  # [n_img, T_img]
+            embeds = embeds.masked_scatter(image_slots[..., None], vision[own])
         if self.connector is not None and bool(inputs.has_seg.any()):
             fs = self._seg_maps(inputs, frozen["sam_embed"]) if self.train_sam_decoder else frozen["seg"]
             seg_map = fs[inputs.has_seg].to(self.connector.reduce.weight.dtype)  # [n_seg, C, h, w]

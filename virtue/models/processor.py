@@ -16,7 +16,15 @@ from ..data.images import image_size, load_rgb
 from ..data.prompts import BOX_LABELS, VisualPrompt, grid_prompt, to_frame
 from ..data.types import Side
 from ..errors import UserError
-from .backbones import box_mask_logits, mask_logits, sam_pixels, vlm_image_processor
+from .backbones import (
+    box_mask_logits,
+    mask_logits,
+    sam_pixels,
+    vlm_image_processor,
+    vlm_image_tokens,
+    vlm_patch_grid,
+    vlm_pixel_bounds,
+)
 
 Variant = str  # "virtue" | "global" | "crop"
 
@@ -102,7 +110,12 @@ class Processor:
         sam_box_mask: bool = False,
         padding_side: str = "right",
         max_text_tokens: int = 256,
+        vlm_pixels: tuple[int, int] | None = None,
+        vlm_stretch: int | None = None,
     ):
+        """vlm_pixels None: every image stretched to vlm_image_size squared (model.vlm_resize square); (min,
+        max): native resolution within these pixel bounds. vlm_stretch: native images stretched to this square
+        first (evaluation with model.vlm_eval_stretch)."""
         self.tokenizer = tokenizer
         self.variant = variant
         self.vlm_image_size = vlm_image_size
@@ -115,11 +128,12 @@ class Processor:
         self.sam_box_mask = sam_box_mask
         self.padding_side = padding_side
         self.max_text_tokens = max_text_tokens
-        self.image_processor = vlm_image_processor(vision_config, vlm_image_size)
-        merged = vlm_image_size // (vision_config.patch_size * vision_config.spatial_merge_size)
-        self.image_tokens = merged * merged
-        patches = vlm_image_size // vision_config.patch_size
-        self.grid_thw = torch.tensor([[1, patches, patches]])  # every image: one frame, a fixed patch grid
+        self.vision_config = vision_config
+        self.native = vlm_pixels is not None
+        self.vlm_stretch = vlm_stretch if self.native else None
+        self.pixel_bounds = vlm_pixel_bounds(vlm_image_size, vlm_pixels)
+        self.image_processor = vlm_image_processor(vision_config, vlm_image_size, pixels=vlm_pixels)
+        self.image_tokens = vlm_image_tokens(vision_config, vlm_image_size, vlm_pixels)  # the most per image
         ids = tokenizer.convert_tokens_to_ids
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else ids("<|endoftext|>")
         self.image_id, self.start_id, self.end_id = ids("<|image_pad|>"), ids("<|vision_start|>"), ids("<|vision_end|>")
@@ -127,7 +141,10 @@ class Processor:
     def _sam_prompt(self, prompt: VisualPrompt | None, width: int, height: int) -> SamPrompt:
         s = self.sam_image_size
         if prompt is None:
-            prompt = grid_prompt(self.num_points, width, height)
+            # The release scales its normalised grid into SAM's frame itself, so in compat mode the grid is
+            # made there (and skips the conversion below, as the release's user prompts do).
+            grid_frame = (s, s) if self.official_compat else (width, height)
+            prompt = grid_prompt(self.num_points, *grid_frame)
         if prompt.kind == "mask":
             return SamPrompt(mask=mask_logits(prompt.mask, self.sam_mask_side))
         if prompt.kind == "box":
@@ -150,6 +167,7 @@ class Processor:
         vlm_images: list[Image.Image] = []
         sam_images: list[torch.Tensor] = []
         prompts: list[SamPrompt] = []
+        grids: list[list[int]] = []  # per image: [1, patch rows, patch columns]
         has_image, has_seg, keys = [], [], []
         for i, side in enumerate(sides):
             text = self.tokenizer(side.text, add_special_tokens=False).input_ids[: self.max_text_tokens]
@@ -171,14 +189,18 @@ class Processor:
                 w, h = image.size
                 if self.variant == "crop":
                     image = image.crop(crop_region(side.prompt, w, h))
-                vlm_images.append(image.resize((self.vlm_image_size, self.vlm_image_size), Image.BICUBIC))
+                vlm_images.append(image.resize(self._vlm_size(*image.size), Image.BICUBIC))
                 if seg:
                     sam_images.append(sam_pixels(image, self.sam_image_size, double_norm=self.official_compat))
+                seen = image.size
             else:
                 w, h = image_size(side.image)
+                x1, y1, x2, y2 = crop_region(side.prompt, w, h) if self.variant == "crop" else (0, 0, w, h)
+                seen = (x2 - x1, y2 - y1)
             if seg:
                 prompts.append(self._sam_prompt(side.prompt, w, h))
-            vision = [self.image_id] * self.image_tokens
+            grids.append([1, *self._patch_grid(i, side.image, *self._vlm_size(*seen))])
+            vision = [self.image_id] * (grids[-1][1] * grids[-1][2] // self.vision_config.spatial_merge_size**2)
             if not self.official_compat:  # without <|vision_start|> image tokens lose their 2-D positions
                 vision = [self.start_id, *vision, self.end_id]
             vtypes = [1 if t == self.image_id else 0 for t in vision]
@@ -194,9 +216,33 @@ class Processor:
             has_seg.append(seg)
             prompt_key = side.prompt.key() if side.prompt is not None else "grid"
             keys.append(f"{side.image}|{self.variant}|{prompt_key if seg or self.variant == 'crop' else ''}")
-        return self._collate(rows, types, slots, vlm_images, sam_images, prompts, has_image, has_seg, keys)
+        return self._collate(rows, types, slots, vlm_images, sam_images, prompts, grids, has_image, has_seg, keys)
 
-    def _collate(self, rows, types, slots, vlm_images, sam_images, prompts, has_image, has_seg, keys) -> ModelInputs:
+    def _vlm_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of an image (after any crop) as handed to Qwen2-VL's image processor."""
+        if not self.native:
+            return self.vlm_image_size, self.vlm_image_size
+        if self.vlm_stretch:
+            return self.vlm_stretch, self.vlm_stretch
+        return width, height
+
+    def _patch_grid(self, row: int, path: str, width: int, height: int) -> tuple[int, int]:
+        """The image processor's patch grid of an image of this size, whether or not its pixels are decoded."""
+        try:
+            rows, cols = vlm_patch_grid(self.vision_config, width, height, self.pixel_bounds)
+        except ValueError as e:  # smart-resize refuses aspect ratios beyond 200
+            raise UserError(f"row {row}: {path}: {e}") from None
+        tokens = rows * cols // self.vision_config.spatial_merge_size**2
+        if tokens > self.image_tokens:  # only for pixel bounds far narrower than an image's aspect ratio
+            raise UserError(
+                f"row {row}: {path}: {width}x{height} gives {tokens} image tokens, more than model.vlm_max_pixels "
+                f"allows ({self.image_tokens})"
+            )
+        return rows, cols
+
+    def _collate(
+        self, rows, types, slots, vlm_images, sam_images, prompts, grids, has_image, has_seg, keys
+    ) -> ModelInputs:
         b, length = len(rows), max(len(r) for r in rows)
         input_ids = torch.full((b, length), self.pad_id, dtype=torch.long)
         attention = torch.zeros((b, length), dtype=torch.long)
@@ -218,11 +264,13 @@ class Processor:
             sam_prompts=prompts,
             row_keys=keys,
         )
+        if grids:  # with pixels=False the grid alone: M-RoPE positions need it
+            out.image_grid_thw = torch.tensor(grids)
         if vlm_images:
             pix = self.image_processor(images=vlm_images, return_tensors="pt")
-            out.pixel_values, out.image_grid_thw = pix["pixel_values"], pix["image_grid_thw"]
-        elif any(has_image):  # pixels=False: the grid alone (M-RoPE positions need it)
-            out.image_grid_thw = self.grid_thw.repeat(sum(has_image), 1)
+            if not torch.equal(pix["image_grid_thw"], out.image_grid_thw):
+                raise RuntimeError("the image processor's patch grids differ from vlm_patch_grid's")
+            out.pixel_values = pix["pixel_values"]
         if sam_images:
             out.sam_pixels = torch.stack(sam_images)
         return out

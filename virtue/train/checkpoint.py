@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import UserError
 from ..io import atomic_path, write_json
+from .distributed import collective_device
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
 WEIGHTS = "trainable.safetensors"
@@ -241,7 +242,7 @@ class StopRequest:
         """True on every rank if any rank got a signal (ranks must stop at the same step)."""
         flag = self.signum is not None
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            t = torch.tensor([int(flag)])
+            t = torch.tensor([int(flag)], device=collective_device())  # NCCL reduces CUDA tensors only
             dist.all_reduce(t, op=dist.ReduceOp.MAX)
             flag = bool(t.item())
         return flag

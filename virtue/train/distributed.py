@@ -3,7 +3,8 @@
 Processes find each other through the usual environment variables (RANK, WORLD_SIZE, LOCAL_RANK,
 MASTER_ADDR, MASTER_PORT). torchrun sets them; in a multi-task submitit job (Slurm, one task per GPU,
 any number of nodes) submitit's TorchDistributedEnvironment derives them from the job.
-Backend: NCCL on GPU, gloo on CPU.
+Backend: NCCL for CUDA tensors on GPU (with gloo beside it for CPU tensors and objects), gloo on CPU; a
+tensor made only for a collective lives on `collective_device()`.
 
 Gradients are averaged with one all-reduce per step after backward instead of wrapping the model in
 DistributedDataParallel: GradCache runs several backward passes per step, and only the adapters and the
@@ -57,13 +58,67 @@ def init_distributed(device: str = "auto") -> DistEnv:
     if use_cuda:
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", init_method="env://")
+        # NCCL reduces only CUDA tensors; gloo beside it serves CPU tensors and the object collectives
+        # (all_gather_object, barrier), which would otherwise have to copy through the GPU.
+        _join_group("cpu:gloo,cuda:nccl" if use_cuda else "gloo", rank, world)
     return DistEnv(rank, world, local_rank, f"cuda:{local_rank}" if use_cuda else "cpu")
+
+
+_rendezvous: dict = {"store": None, "joins": 0}  # this process's rendezvous store, and the groups it joined
+
+
+def _join_group(backend: str, rank: int, world: int) -> None:
+    """init_process_group through the env:// rendezvous, each join under its own key prefix: a group joined
+    again after shutdown_distributed (one evaluation after another) would otherwise read the previous
+    group's addresses from the store and fail to connect (pytorch/pytorch#55967)."""
+    if _rendezvous["store"] is None:
+        _rendezvous["store"], _, _ = next(dist.rendezvous("env://", rank, world))
+    store = dist.PrefixStore(f"virtue-join-{_rendezvous['joins']}", _rendezvous["store"])
+    _rendezvous["joins"] += 1
+    dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world)
 
 
 def shutdown_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def rank_world() -> tuple[int, int]:
+    """(rank, world size) of the current process group; (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def collective_device(backend: str | None = None, local_rank: int | None = None) -> torch.device:
+    """The device a tensor made only for a collective must live on: NCCL reduces CUDA tensors only, each rank's
+    on its own GPU (cuda:LOCAL_RANK, the device init_distributed selected), gloo CPU tensors. Defaults: the
+    current group's backend (gloo without one) and $LOCAL_RANK."""
+    if backend is None:
+        backend = str(dist.get_backend()) if dist.is_available() and dist.is_initialized() else "gloo"
+    if "nccl" not in backend:
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) if local_rank is None else local_rank)
+
+
+def gather_rows(rows: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows [n_r, D] -> [sum n_r, D] on CPU, in rank order, on every rank. Counts may differ
+    between ranks (a rank may have none: its D is taken from the others)."""
+    rank, world = rank_world()
+    if world == 1:
+        return rows
+    device = collective_device()
+    shape = torch.tensor([rows.shape[0], rows.shape[1] if rows.shape[0] else 0], device=device)
+    shapes = [torch.empty_like(shape) for _ in range(world)]
+    dist.all_gather(shapes, shape)
+    counts = [int(s[0]) for s in shapes]
+    dim = max(int(s[1]) for s in shapes)
+    padded = torch.zeros(max(counts), dim, dtype=rows.dtype, device=device)  # all_gather needs equal shapes
+    if counts[rank]:
+        padded[: counts[rank]] = rows
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:n].cpu() for part, n in zip(parts, counts, strict=True)])
 
 
 def seed_everything(seed: int) -> None:

@@ -21,7 +21,9 @@ from ..config import ExperimentConfig, write_resolved
 from ..config.train import TrainConfig
 from ..data.types import Side, TrainPair
 from ..errors import UserError
+from ..models.precision import mixed_precision
 from ..paths import workspace_root
+from .batches import Chunk, StepBatches, StepInputs, chunked, step_inputs
 from .cache import FeatureCache
 from .checkpoint import (
     WEIGHTS,
@@ -96,16 +98,25 @@ def _schedule(optimizer: torch.optim.Optimizer, tc: TrainConfig) -> torch.optim.
 
 
 class Encoder:
-    """Sides -> embeddings: the processor, the frozen-feature cache (if any), the trained forward."""
+    """Sides -> embeddings: the processor, the frozen-feature cache (if any), the trained forward (under
+    train.autocast's mixed precision)."""
 
-    def __init__(self, embedder: Any, processor: Any, device: str, cache: FeatureCache | None):
+    def __init__(
+        self, embedder: Any, processor: Any, device: str, cache: FeatureCache | None, *, autocast: str = "off"
+    ):
         self.embedder, self.processor, self.device, self.cache = embedder, processor, device, cache
+        self.autocast = autocast
 
-    def prepare(self, sides: Sequence[Side]) -> tuple[Any, dict[str, torch.Tensor] | None]:
+    def prepare(self, sides: Sequence[Side], processed: Any = None) -> tuple[Any, dict[str, torch.Tensor] | None]:
         """Everything that needs no graph: processed inputs and frozen features. When the cache holds every
-        image row, the pixels (only the frozen backbones read them) are neither decoded nor resized."""
+        image row, the pixels (only the frozen backbones read them) are neither decoded nor resized.
+        processed: the processor's output for `sides`, made ahead by a DataLoader worker; the cache is still
+        looked up here, in step order, so hits and misses are those of a run without workers."""
         frozen = self.cache.lookup(sides) if self.cache is not None else None
-        inputs = self.processor(sides) if frozen is None else self.processor(sides, pixels=False)
+        if frozen is not None:
+            inputs = self.processor(sides, pixels=False)
+        else:
+            inputs = processed if processed is not None else self.processor(sides)
         if self.device != "cpu":
             inputs = inputs.to(self.device)
         if self.cache is None:
@@ -117,14 +128,21 @@ class Encoder:
 
     def forward(self, prepared: tuple[Any, dict[str, torch.Tensor] | None]) -> torch.Tensor:
         inputs, frozen = prepared
-        return self.embedder(inputs, frozen=frozen)  # [n, D]
+        if frozen is None:
+            # Outside autocast: the frozen backbones run in model.dtype whether cached or not, so cached features
+            # do not depend on train.autocast.
+            frozen = self.embedder.frozen_features(inputs)
+        with mixed_precision(self.autocast, self.device):
+            return self.embedder(inputs, frozen=frozen)  # [n, D]
 
 
-def _step_loss(encoder: Encoder, batch: Batch, tc: TrainConfig) -> torch.Tensor:
-    """Forward and backward of one step on this rank's shard; returns the global mean loss (detached)."""
+def _step_loss(encoder: Encoder, step: StepInputs | Batch, tc: TrainConfig) -> torch.Tensor:
+    """Forward and backward of one step on this rank's shard; returns the global mean loss (detached). A bare
+    Batch is processed here, chunked as tc says (the benchmarks time steps that way)."""
+    step = chunked(step, tc.gradcache_chunk) if isinstance(step, Batch) else step
+    batch = step.batch
     b = len(batch.queries)
     k = len(batch.negatives) // b  # this batch's source may have no hard negatives (sampler.k_of)
-    targets = batch.positives + batch.negatives  # [b positives, then b*k negatives grouped per query]
     scale = backward_scale()
 
     def loss_fn(q: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -132,14 +150,15 @@ def _step_loss(encoder: Encoder, batch: Batch, tc: TrainConfig) -> torch.Tensor:
         loss = info_nce(q, t[:b], negatives, temperature=tc.temperature, bidirectional=tc.bidirectional)
         return loss * scale
 
+    def prepare(c: Chunk) -> tuple[Any, dict[str, torch.Tensor] | None]:
+        return encoder.prepare(c.sides, c.processed)
+
+    # targets: [b positives, then b*k negatives grouped per query]
     if tc.gradcache_chunk:
-        c = tc.gradcache_chunk
-        groups = [
-            (encoder.forward, [encoder.prepare(sides[i : i + c]) for i in range(0, len(sides), c)])
-            for sides in (batch.queries, targets)
-        ]
+        groups = [(encoder.forward, [prepare(c) for c in chunks]) for chunks in (step.queries, step.targets)]
         return gradcache_backward(groups, loss_fn) / scale
-    loss = loss_fn(encoder.forward(encoder.prepare(batch.queries)), encoder.forward(encoder.prepare(targets)))
+    (q,), (t,) = step.queries, step.targets  # one chunk each without GradCache
+    loss = loss_fn(encoder.forward(prepare(q)), encoder.forward(prepare(t)))
     loss.backward()
     return loss.detach() / scale
 
@@ -156,6 +175,15 @@ def _resume_from(tc: TrainConfig, run_dir: Path, embedder: Any, device: str) -> 
     if not path.is_dir():
         raise UserError(f"train.resume: no such checkpoint folder {path}")
     return load_checkpoint(path, shapes, device=device)
+
+
+def clip_gradients(params: list[torch.nn.Parameter], max_norm: float | None) -> float | None:
+    """train.grad_clip: scale the (rank-averaged) gradients to a global norm of at most max_norm; returns the
+    norm before clipping, None when off. A non-finite norm is returned as it is (and poisons the step, as
+    it would unclipped): the metric shows it."""
+    if max_norm is None:
+        return None
+    return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
 
 
 def init_from(embedder: Any, source: str) -> list[str]:
@@ -205,13 +233,21 @@ def fit(
     optimizer = _optimizer(embedder, tc)
     scheduler = _schedule(optimizer, tc)
     sampler = SourceBatchSampler(
-        pairs, tc.batch_size, tc.seed, tc.hard_negatives, source_weights, tc.hard_negative_kinds
+        pairs, tc.batch_size, tc.seed, tc.hard_negatives, source_weights, tc.hard_negative_kinds, tc.source_mixing
     )
     cache = None
     if tc.feature_cache:
         cache_root = workspace_root() / tc.feature_cache_dir
         cache = FeatureCache(cache_root, embedder.frozen_fingerprint(), cache_settings)
-    encoder = Encoder(embedder, processor, env.device, cache)
+    encoder = Encoder(embedder, processor, env.device, cache, autocast=tc.autocast)
+    dataset = StepBatches(
+        sampler,
+        processor,
+        chunk=tc.gradcache_chunk,
+        rank=env.rank,
+        world_size=env.world_size,
+        process=tc.num_workers > 0,
+    )
 
     start = 0
     seed_everything(tc.seed + env.rank)
@@ -245,19 +281,38 @@ def fit(
 
     embedder.train()
     quiet = not sys.stderr.isatty() or not env.is_main
-    with StopRequest() as stop, tqdm(total=tc.steps, initial=start, disable=quiet, desc="train") as bar:
-        for step in range(start, tc.steps):
-            t0 = time.perf_counter()
-            batch = sampler.batch(step, env.rank, env.world_size)
-            loss = _step_loss(encoder, batch, tc)
+    loader = step_inputs(
+        dataset,
+        start,
+        tc.steps,
+        num_workers=tc.num_workers,
+        prefetch_factor=tc.prefetch_factor,
+        pin_memory=env.device.startswith("cuda"),
+    )
+    with (
+        loader as steps,  # workers start here, before the stop handlers: they must not rely on inheriting them
+        StopRequest() as stop,
+        tqdm(total=tc.steps, initial=start, disable=quiet, desc="train") as bar,
+    ):
+        t0 = time.perf_counter()
+        for inputs in steps:
+            waited = time.perf_counter() - t0  # for the next step's inputs: 0 when the workers keep up
+            loss = _step_loss(encoder, inputs, tc)
             lr = optimizer.param_groups[0]["lr"]  # the rate this step uses
             average_gradients(params)
+            grad_norm = clip_gradients(params, tc.grad_clip)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            done = step + 1
+            done = inputs.step + 1
             seconds = time.perf_counter() - t0
             metrics = {"loss": loss.item(), "lr": lr, "samples_per_s": tc.batch_size / seconds}
+            if grad_norm is not None:
+                metrics["grad_norm"] = grad_norm
+            if tc.num_workers:
+                metrics["data_wait_s"] = waited
+            if env.device.startswith("cuda"):  # the peak since the run started, this rank's GPU
+                metrics["gpu_peak_gib"] = torch.cuda.max_memory_allocated(env.device) / 2**30
             if env.is_main:
                 tracker.log_metrics(metrics, step=done)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", samples_s=f"{metrics['samples_per_s']:.1f}")
@@ -271,6 +326,7 @@ def fit(
                 checkpoint(done)
             if on_step is not None:
                 on_step(done, embedder, processor)
+            t0 = time.perf_counter()
 
     checkpoint(tc.steps)
     if env.is_main:
@@ -285,7 +341,8 @@ def fit(
 
 
 def load_train_data(cfg: ExperimentConfig) -> tuple[list[TrainPair], dict[str, float]]:
-    """The training pairs of train.source, and the sampler's weight of each MMEB-train source (its datasets)."""
+    """The training pairs of train.source (the first train.max_rows_per_source of each source), and the
+    sampler's weight of each MMEB-train source (its datasets)."""
     root, d = workspace_root(), cfg.data
     image_root = str(root / d.image_root) if d.image_root else None
     pairs: list[TrainPair] = []
@@ -302,7 +359,9 @@ def load_train_data(cfg: ExperimentConfig) -> tuple[list[TrainPair], dict[str, f
         pairs += mmeb
     if not pairs:
         raise UserError(f"train.source: {cfg.train.source}: no training pairs found")
-    return pairs, weights
+    from .sampler import first_rows_per_source
+
+    return first_rows_per_source(pairs, cfg.train.max_rows_per_source), weights
 
 
 def load_train_pairs(cfg: ExperimentConfig) -> list[TrainPair]:

@@ -32,6 +32,8 @@ FREE = (
     "train.checkpoint_every",
     "train.feature_cache",
     "train.output_dir",
+    "train.num_workers",  # where the inputs are prepared: the same bits (tests/train/test_step_loader.py)
+    "train.prefetch_factor",
 )
 
 

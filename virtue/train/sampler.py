@@ -2,8 +2,12 @@
 batches an uninterrupted one would, and every rank agrees on the global batch without communication.
 
 Each global batch comes from one source (as in the release: in-batch negatives from the same dataset
-are meaningful negatives). An epoch shuffles each source, cuts it into full batches (the remainder waits
-for the next epoch's shuffle), and shuffles the order of all batches.
+are meaningful negatives). A source's epoch shuffles it and cuts it into full batches (the remainder waits
+for the next epoch's shuffle). Two ways to mix the sources:
+- size (default): an epoch is every source's batches in one shuffled order, so a source's share of the steps
+  is its share of the rows.
+- uniform (the release: VLM2Vec-V2's interleaving with weight 1 for every dataset): each step draws its
+  source at random, each source equally likely whatever its size; a source runs through its own epochs.
 """
 
 from __future__ import annotations
@@ -11,11 +15,29 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from ..data.types import Side, TrainPair
 from ..errors import UserError
+
+Mixing = Literal["size", "uniform"]
+_DRAW_BLOCK = 1024  # uniform mixing draws the sources of this many steps at a time
+
+
+def first_rows_per_source(pairs: Sequence[TrainPair], max_rows: int | None) -> list[TrainPair]:
+    """The first max_rows pairs of each source, in reading order (file order); None keeps all. The release
+    caps every training dataset the same way (num_sample_per_subset: 100000, `select(range(N))`)."""
+    if max_rows is None:
+        return list(pairs)
+    seen: dict[str, int] = {}
+    out = []
+    for pair in pairs:
+        seen[pair.source] = seen.get(pair.source, 0) + 1
+        if seen[pair.source] <= max_rows:
+            out.append(pair)
+    return out
 
 
 @dataclass(frozen=True)
@@ -29,8 +51,9 @@ class Batch:
 
 
 class SourceBatchSampler:
-    """weights: per source, the share of its full batches used in each epoch (default 1: all of them). A
-    source at 0.25 gives a quarter of its batches per epoch, a different quarter each epoch.
+    """weights, size mixing: per source, the share of its full batches used in each epoch (default 1: all of
+    them). A source at 0.25 gives a quarter of its batches per epoch, a different quarter each epoch.
+    weights, uniform mixing: per source, its relative chance of being drawn for a step (default 1: equal).
     kinds: hard negatives are drawn only from a pair's negatives of these kinds (default: from all); pairs
     whose data names no kinds draw from all their negatives, with a warning."""
 
@@ -42,8 +65,11 @@ class SourceBatchSampler:
         hard_negatives: int = 0,
         weights: Mapping[str, float] | None = None,
         kinds: Sequence[str] = (),
+        mixing: Mixing = "size",
     ):
-        self.pairs, self.batch_size, self.seed = pairs, batch_size, seed
+        if mixing not in ("size", "uniform"):
+            raise UserError(f"train.source_mixing: unknown mixing {mixing!r} (size, uniform)")
+        self.pairs, self.batch_size, self.seed, self.mixing = pairs, batch_size, seed, mixing
         by_source: dict[str, list[int]] = {}
         for i, pair in enumerate(pairs):
             by_source.setdefault(pair.source, []).append(i)
@@ -81,11 +107,23 @@ class SourceBatchSampler:
         weights = dict(weights or {})
         if unknown := sorted(set(weights) - set(self.sources)):
             raise UserError(f"source weights for unknown sources: {', '.join(unknown)} (have: {self._sizes()})")
-        self.kept = {s: round(weights.get(s, 1.0) * (len(ix) // batch_size)) for s, ix in self.sources.items()}
-        self.batches_per_epoch = sum(self.kept.values())
+        full = {s: len(ix) // batch_size for s, ix in self.sources.items()}
+        if mixing == "size":
+            self.kept = {s: round(weights.get(s, 1.0) * n) for s, n in full.items()}
+        else:  # every full batch of a drawn source is used, in turn; the weights set how often it is drawn
+            self.kept = {s: n if weights.get(s, 1.0) > 0 else 0 for s, n in full.items()}
+        self.batches_per_epoch = sum(self.kept.values())  # size mixing: the steps of one epoch
         if not self.batches_per_epoch:
             raise UserError(f"source weights leave no batch to train on ({weights})")
         self._epoch: tuple[int, list[np.ndarray]] | None = None
+        # uniform mixing: the sources that can be drawn and the chance of each; per block of steps, the source
+        # each step draws and that source's batch number (earlier draws of it), and the draws of each so far
+        self._drawn = [s for s, n in self.kept.items() if n]
+        w = np.array([weights.get(s, 1.0) for s in self._drawn], dtype=np.float64)
+        self._chance = w / w.sum()
+        self._blocks: list[tuple[np.ndarray, np.ndarray]] = []
+        self._counts = np.zeros(len(self._drawn), dtype=np.int64)
+        self._source_epoch: dict[str, tuple[int, np.ndarray]] = {}
 
     @staticmethod
     def _eligible(pair: TrainPair, kinds: Sequence[str]) -> tuple[int, ...]:
@@ -107,8 +145,32 @@ class SourceBatchSampler:
             self._epoch = (epoch, [batches[i] for i in rng.permutation(len(batches))])
         return self._epoch[1]
 
+    def _draw(self, step: int) -> tuple[str, int]:
+        """Uniform mixing: the source of `step`, and how many earlier steps drew it (its batch number)."""
+        block, i = divmod(step, _DRAW_BLOCK)
+        while len(self._blocks) <= block:  # in order: a block's batch numbers continue the previous counts
+            rng = np.random.default_rng([self.seed, len(self._blocks), 2])
+            src = rng.choice(len(self._drawn), size=_DRAW_BLOCK, p=self._chance)
+            onehot = src[:, None] == np.arange(len(self._drawn))  # [block, sources]
+            number = self._counts[src] + np.cumsum(onehot, axis=0)[np.arange(_DRAW_BLOCK), src] - 1
+            self._counts += onehot.sum(axis=0)
+            self._blocks.append((src, number))
+        src, number = self._blocks[block]
+        return self._drawn[src[i]], int(number[i])
+
+    def _source_batch(self, src: str, k: int) -> np.ndarray:
+        """The k-th batch of source `src` over its own epochs (each a fresh shuffle of the source)."""
+        epoch, j = divmod(k, self.kept[src])
+        if src not in self._source_epoch or self._source_epoch[src][0] != epoch:
+            rng = np.random.default_rng([self.seed, epoch, 3, list(self.sources).index(src)])
+            self._source_epoch[src] = (epoch, rng.permutation(self.sources[src]))
+        n = self.batch_size
+        return self._source_epoch[src][1][j * n : (j + 1) * n]
+
     def indices(self, step: int) -> np.ndarray:
         """Pair indices of the global batch of `step`."""
+        if self.mixing == "uniform":
+            return self._source_batch(*self._draw(step))
         epoch, i = divmod(step, self.batches_per_epoch)
         return self._plan(epoch)[i]
 
