@@ -341,3 +341,32 @@ def test_a_pipe_in_a_cell_does_not_split_the_row():
     header, _, row = md_table(t).splitlines()[2:5]
     assert row.replace("\\|", "").count("|") == header.count("|") == 3
     assert "more \\|S\\| helps" in row
+
+
+def test_paper_scale_settings_are_shown_against_the_release(workspace):
+    md = build_report(workspace / "runs", workspace / "reports", prefix="tiny").read_text()
+    rows = cells(md, "Paper-scale configs against the official release")
+    # setting -> release, paper-2b, paper-7b, verdict, meaning
+    assert rows["model.official_compat"][:4] == ["true", "false", "false", "DIFFERS"]
+    assert rows["train.grad_clip"][:4] == ["1.0", "1.0", "1.0", "as the release"]
+    assert rows["model.vlm_eval_stretch"][:4] == ["1344", "1344", "1344", "as the release"]
+    assert list(rows)[0] == "model.official_compat"  # differences first
+    assert "1 of " in md.split("### Paper-scale configs", 1)[1]
+
+
+def test_an_edit_of_a_paper_config_shows_as_a_difference(tmp_path, monkeypatch):
+    import shutil
+
+    from virtue.paths import experiments_dir
+    from virtue.report.release import release_rows
+
+    shutil.copytree(experiments_dir(), tmp_path / "experiments")
+    path = tmp_path / "experiments" / "paper-2b.yaml"
+    text = path.read_text()
+    assert "grad_clip: 1.0" in text and "source_mixing: uniform" in text
+    path.write_text(text.replace("grad_clip: 1.0", "grad_clip: null").replace("mixing: uniform", "mixing: size"))
+    monkeypatch.setenv("VIRTUE_ROOT", str(tmp_path))
+    rows = {r["setting"]: r for r in release_rows(("paper-2b", "paper-7b"))}
+    assert not rows["train.grad_clip"]["same"] and rows["train.grad_clip"]["paper-7b"] is None  # 7b inherits
+    assert not rows["train.source_mixing"]["same"] and rows["train.source_mixing"]["paper-2b"] == "size"
+    assert rows["train.lr"]["same"] and not rows["model.official_compat"]["same"]
