@@ -17,4 +17,8 @@ if [ -x scripts/slurm-cluster.sh ] && [ "${VIRTUE_NO_SLURM:-0}" != 1 ]; then
   fi
 fi
 
-$BIN/python -m pytest "$@"
+# headless Chromium for the demo's browser test (installed when missing and root; the test skips without it)
+scripts/browser.sh
+
+# -m "": every marker (pyproject.toml's addopts leave the slow tests out of a plain `pytest`)
+$BIN/python -m pytest -m "" "$@"
