@@ -69,5 +69,21 @@ def main(run_dir: str, work: str, overrides: list[str]) -> str:
         shutdown_distributed()
 
 
+def one_process_and_two_ranks(work: Path, opts: list[str]) -> tuple[Path, Path]:
+    """This script's toy run with `opts` (train.* overrides) in one process and on 2 gloo ranks under torchrun:
+    the two run folders, work/one and work/two. Fails the calling test with the ranks' stderr."""
+    import subprocess
+
+    here = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parent.parent), str(here)]), "OMP_NUM_THREADS": "1"}
+    script = str(Path(__file__))
+    one = subprocess.run([sys.executable, script, str(work / "one"), str(work), *opts], env=env)
+    assert one.returncode == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", script]
+    two = subprocess.run([*cmd, str(work / "two"), str(work), *opts], env=env, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-3000:]
+    return work / "one", work / "two"
+
+
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2], sys.argv[3:])

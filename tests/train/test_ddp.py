@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 from _ddp_worker import model_and_batch, step  # noqa: E402
+from _fit_toy import one_process_and_two_ranks  # noqa: E402
 from timelimits import JOB_TIME_MIN  # noqa: E402
 
 from virtue.numerics import close, relative_tolerance  # noqa: E402
@@ -40,14 +41,7 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
 def test_training_loop_under_torchrun_matches_one_process(tmp_path):
     """The whole loop (sampler shards, gathered loss, gradient averaging, checkpoints) on 2 gloo ranks ends
     where one process ends (no dropout: per-rank dropout streams differ by design)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent), str(HERE)]), "OMP_NUM_THREADS": "1"}
-    opts = ["steps=4", "dropout=0.0", "gradcache_chunk=2"]
-    script = str(HERE / "_fit_toy.py")
-    one = subprocess.run([sys.executable, script, str(tmp_path / "one"), str(tmp_path), *opts], env=env)
-    assert one.returncode == 0
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", script]
-    two = subprocess.run([*cmd, str(tmp_path / "two"), str(tmp_path), *opts], env=env, capture_output=True, text=True)
-    assert two.returncode == 0, two.stderr[-3000:]
+    one_process_and_two_ranks(tmp_path, ["steps=4", "dropout=0.0", "gradcache_chunk=2"])
     a = load_file(str(tmp_path / "one" / "trainable.safetensors"))
     b = load_file(str(tmp_path / "two" / "trainable.safetensors"))
     assert a.keys() == b.keys()

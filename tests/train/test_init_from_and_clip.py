@@ -4,9 +4,7 @@ tiny model, and train.grad_clip (global norm after averaging across ranks, logge
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from safetensors.torch import load_file
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from _fit_toy import SignalAt, run_toy  # noqa: E402
+from _fit_toy import SignalAt, one_process_and_two_ranks, run_toy  # noqa: E402
 from _tiny import micro_pairs, tiny_experiment  # noqa: E402
 
 from virtue.models import build_embedder  # noqa: E402
@@ -106,14 +104,7 @@ def test_grad_clip_in_the_loop(tmp_path):
 def test_grad_clip_after_averaging_across_ranks(tmp_path):
     """2 gloo ranks clip the averaged gradient: the same pre-clip norms and weights as one process on the whole
     batch (a rank clipping its own shard's gradient would log that shard's norm)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent), str(HERE)]), "OMP_NUM_THREADS": "1"}
-    opts = ["steps=3", "dropout=0.0", "grad_clip=0.01"]
-    script = str(HERE / "_fit_toy.py")
-    one = subprocess.run([sys.executable, script, str(tmp_path / "one"), str(tmp_path), *opts], env=env)
-    assert one.returncode == 0
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", script]
-    two = subprocess.run([*cmd, str(tmp_path / "two"), str(tmp_path), *opts], env=env, capture_output=True, text=True)
-    assert two.returncode == 0, two.stderr[-3000:]
+    one_process_and_two_ranks(tmp_path, ["steps=3", "dropout=0.0", "grad_clip=0.01"])
     norms = [[r["grad_norm"] for r in _metrics(tmp_path / run)] for run in ("one", "two")]
     assert min(norms[0]) > 0.01  # every step clipped
     assert norms[1] == pytest.approx(norms[0], rel=relative_tolerance(torch.float32))

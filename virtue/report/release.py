@@ -134,7 +134,7 @@ def release_table(root: Path, names: tuple[str, ...] = PAPER_CONFIGS) -> Table:
                 "setting": r["setting"],
                 "release": _show(r["release"]),
                 **{name: _show(r[name]) for name in names},
-                "": "as the release" if r["same"] else "DIFFERS",
+                "vs release": "as the release" if r["same"] else "DIFFERS",
                 "what it is": r["meaning"],
             }
             for r in rows
