@@ -1,8 +1,8 @@
 """A stand-in `virtue` command for testing the DVC wiring alone: `data synth`, `pretrain` and `train` write
 small outputs recording their arguments, `eval` writes real-format metrics with a deterministic encoder (its
 numbers depend on the variant and on the train steps it was given), `sweep` writes a real-format study summary
-(one row per cell of the real study file, numbers from its --set budget), `report` is the real command. Every
-call is appended to $FAKE_VIRTUE_LOG."""
+(one row per cell of the real study file, numbers from its --set budget; an empty one for evaluation-only
+studies), `report` is the real command. Every call is appended to $FAKE_VIRTUE_LOG."""
 
 from __future__ import annotations
 
@@ -68,10 +68,20 @@ def fake_eval(args: list[str]) -> None:
 
 
 def fake_sweep(args: list[str]) -> None:
+    from virtue.evalstudy.spec import is_eval_study, load_eval_study
     from virtue.orchestrate.budget import read_budget
     from virtue.orchestrate.study import load_study, only_cells
 
     study = args[args.index("--study") + 1]
+    if is_eval_study(study):  # evaluation-only: an empty summary in the real format (no runs to evaluate here)
+        spec = load_eval_study(study)
+        summary = {"study": spec.name, "kind": "eval", "runs": {}, "results": [], "comparisons": [], "metrics": {}}
+        if spec.study == "prompt_noise":
+            summary |= {"conditions": [], "between_variants": [], "follow": {}}
+        write(Path("reports/sweeps") / f"{spec.name}.json", json.dumps(summary))
+        write(Path("reports/sweeps") / f"{spec.name}.png", "not a png")
+        write(Path("reports/sweeps") / f"{spec.name}.csv", "variant,condition,p@1\n")
+        return
     budget = read_budget(args[args.index("--budget-from") + 1])  # the real command's reading of params.yaml
     sets = dict(x.split("=", 1) for x in budget.sets)
     spec = load_study(study)

@@ -45,7 +45,8 @@ def kinds(calls: list[str]) -> list[str]:
 def test_full_run_then_noop_then_partial(ws):
     ws, bin_dir, log = ws
     calls = repro(ws, bin_dir, log)
-    studies = yaml.safe_load((ws / "params.yaml").read_text())["sweeps"]["studies"]
+    shipped = yaml.safe_load((ws / "params.yaml").read_text())
+    studies = shipped["sweeps"]["studies"] + shipped["evalstudies"]  # both drive `virtue sweep --study`
     main_path = ["data synth", "eval", "eval", "eval", "pretrain", "report"]
     assert kinds(calls) == main_path + ["sweep"] * len(studies) + ["train"]  # one stage trains every variant
     (train,) = [c for c in calls if c.startswith("train")]

@@ -44,6 +44,7 @@ def test_dvc_repro_micro(tmp_path):
         train={"steps": 2, "batch_size": 8, "warmup_steps": 0, "hard_negatives": 3},  # params.yaml overrides micro.yaml
         eval={"batch_size": 16},
         sweeps={"studies": ["connector_depth"], "steps": None, "seeds": 1, "trials": 1, "workers": 2},
+        evalstudies=["prompt_noise"],
     )
     r = dvc(ws, "repro")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -82,6 +83,12 @@ def test_dvc_repro_micro(tmp_path):
     assert adopted.read_text().strip() == "runs/train/micro-virtue"  # trained once, by the main path
     assert summary["claim"]["verdict"] in ("reproduced", "contradicted", "unresolved")
     assert (ws / "reports" / "sweeps" / "connector_depth.png").stat().st_size > 1000
+
+    # the evaluation-only study: the main path's three trained runs under perturbed prompts, on the page
+    noise = json.loads((ws / "reports" / "sweeps" / "prompt_noise.json").read_text())
+    assert noise["runs"] == {v: f"runs/train/micro-{v}" for v in ("virtue", "crop", "global")}
+    assert noise["comparisons"] and all(c["verdict"] for c in noise["comparisons"])
+    assert "Prompt robustness (`prompt_noise`" in md and "reports/sweeps/prompt_noise.json" in md
 
     st = dvc(ws, "status")
     assert st.returncode == 0 and "up to date" in st.stdout, st.stdout

@@ -40,6 +40,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--partition", help="Slurm partition (overrides the study's)")
     p.add_argument("--gpus", type=int, help="GPUs per node (overrides the study's)")
+    p.add_argument(
+        "--report-dir",
+        default="reports/sweeps",
+        help="evaluation-only studies (kind: eval): folder of <study>.json/.csv/.png (default: reports/sweeps)",
+    )
     p.add_argument("--time", type=int, dest="time_min", help="time limit per trial, minutes (overrides the study's)")
 
 
@@ -73,6 +78,10 @@ def apply_sets(spec, sets: list[str], experiment: str | None = None):
 def run(args: argparse.Namespace) -> int:
     """Raises UserError on bad input; returns 1 when some trial failed."""
     from ..errors import UserError
+    from ..evalstudy.spec import is_eval_study
+
+    if is_eval_study(args.study):
+        return run_eval(args)
     from ..orchestrate.study import load_study
     from ..orchestrate.sweep import run_sweep
 
@@ -121,3 +130,17 @@ def run(args: argparse.Namespace) -> int:
     if not res.complete:
         print(f"{res.study}: the summary is missing cells (see 'missing' in {res.report})", file=sys.stderr)
     return 1 if res.failed or not res.complete else 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """An evaluation-only study (`kind: eval`): nothing is trained or submitted, so the budget, executor and
+    Slurm options do not apply; it evaluates the main path's trained runs in this process."""
+    from ..evalstudy.run import run_eval_study
+    from ..evalstudy.spec import load_eval_study
+
+    spec = load_eval_study(args.study)
+    if args.experiment:
+        spec = spec.model_copy(update={"experiment": args.experiment})
+    path = run_eval_study(spec, args.report_dir)
+    print(f"{spec.name}: evaluated the main path's runs ({spec.study}); report {path}")
+    return 0

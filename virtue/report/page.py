@@ -15,6 +15,7 @@ import yaml
 from ..io import write_text
 from . import plots
 from .collect import VARIANTS, deviations, find_runs, find_sweeps, read_curve, rel, training_lines
+from .evalstudies import eval_study_sections
 from .release import paper_configs, release_table
 from .tables import (
     Table,
@@ -106,7 +107,10 @@ def build_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, *, pre
         write_curve_csv(curves, {r.name: r.variant for r in runs}, out / "curves.csv")
 
     sweeps = []
-    studies = find_sweeps(out / "sweeps")
+    found = find_sweeps(out / "sweeps")
+    studies = [(p, d) for p, d in found if d.get("kind") != "eval"]  # evaluation-only studies: their own sections
+    eval_sections, eval_images = eval_study_sections(found, root)
+    images += eval_images
     claims = claims_table(studies, root)
     if claims:
         sweeps.append(claims)
@@ -136,6 +140,7 @@ def build_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, *, pre
         ("How much these numbers move", [spread] if spread else []),
         ("Published numbers on the real benchmarks (paper)", paper_tables()),
         ("Sweep studies", sweeps),
+        *eval_sections,
         ("Benchmarks", [bench] if bench else []),
         ("Paper scale: our configs against the official release", release),
     ]
