@@ -46,9 +46,10 @@ def test_full_run_then_noop_then_partial(ws):
     ws, bin_dir, log = ws
     calls = repro(ws, bin_dir, log)
     shipped = yaml.safe_load((ws / "params.yaml").read_text())
-    studies = shipped["sweeps"]["studies"] + shipped["evalstudies"]  # both drive `virtue sweep --study`
+    studies, evals = shipped["sweeps"]["studies"], shipped["evalstudies"]  # both run `virtue sweep --study`
     main_path = ["data synth", "eval", "eval", "eval", "pretrain", "report"]
-    assert kinds(calls) == main_path + ["sweep"] * len(studies) + ["train"]  # one stage trains every variant
+    # one stage trains every variant
+    assert kinds(calls) == main_path + ["sweep"] * (len(studies) + len(evals)) + ["train"]
     (train,) = [c for c in calls if c.startswith("train")]
     params = yaml.safe_load((ws / "params.yaml").read_text())  # the shipped defaults
     assert "--variants-from params.yaml" in train and "name=tiny train.output_dir=runs/train/{name}" in train
@@ -71,9 +72,12 @@ def test_full_run_then_noop_then_partial(ws):
 
     # a sweep stage per study, its budget from params.yaml (steps: null = the main path's); the report shows
     # each study's summary
-    sw = [c for c in calls if c.startswith("sweep")]
+    sw = [c for c in calls if c.startswith("sweep") and c.split("--study ")[1].split()[0] in studies]
     assert sorted(c.split("--study ")[1].split()[0] for c in sw) == sorted(studies)
     assert all("--budget-from params.yaml" in c and "--restart-on-change" in c for c in sw)
+    ev = [c for c in calls if c.startswith("sweep") and c not in sw]  # evaluation only: no budget, no trials
+    assert sorted(c.split("--study ")[1].split()[0] for c in ev) == sorted(evals)
+    assert all("--budget-from" not in c for c in ev)
     sets = json.loads((ws / "runs" / "sweeps" / studies[0] / "args.json").read_text())["sets"]
     assert f"train.steps={params['train']['steps']}" in sets
     for study in studies:
@@ -92,12 +96,12 @@ def test_full_run_then_noop_then_partial(ws):
     # reuse its runs) and the report rerun; data and pre-training do not
     set_params(ws, train={"steps": 7})
     calls = repro(ws, bin_dir, log)
-    assert kinds(calls) == ["eval", "eval", "eval", "report"] + ["sweep"] * len(studies) + ["train"]
+    assert kinds(calls) == ["eval", "eval", "eval", "report"] + ["sweep"] * (len(studies) + len(evals)) + ["train"]
     assert all("train.steps=7" in c for c in calls if c.startswith("train"))
     diff = dvc(ws, "params", "diff", "--json")
     assert diff.returncode == 0 and '"train.steps"' in diff.stdout, diff.stdout
 
-    # the sweeps' budget: only the sweep stages and the report rerun
+    # the sweeps' budget: only the sweep stages and the report rerun (not the evaluation-only studies)
     set_params(ws, sweeps={"steps": 5})
     calls = repro(ws, bin_dir, log)
     assert kinds(calls) == ["report"] + ["sweep"] * len(studies)

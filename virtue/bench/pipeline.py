@@ -57,13 +57,13 @@ def _newest_mtime(path: Path) -> float | None:
 
 
 def stage_minutes(root: Path) -> dict:
-    import yaml
+    from ..config.yamlfile import read_yaml
 
     name = "dvc_repro_stages"
     lock = root / "dvc.lock"
     if not lock.is_file():
         return skipped(name, f"{root}: no dvc.lock: the full default `dvc repro` has not been run here")
-    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    stages = (read_yaml(lock) or {}).get("stages", {})
     ends = {}
     for stage, info in stages.items():
         times = [t for o in info.get("outs", []) if (t := _newest_mtime(root / o["path"])) is not None]

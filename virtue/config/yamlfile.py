@@ -1,6 +1,7 @@
-"""Reading YAML written by people (experiments, studies, params.yaml), in one place: a key given twice in one
-mapping is an error (plain YAML keeps the last one silently), and a file that is not UTF-8 or not YAML is a
-one-line UserError naming the file and line."""
+"""Reading YAML in one place: files written by people (experiments, studies, params.yaml), where a key given
+twice in one mapping is an error (plain YAML keeps the last one silently) and a file that is not UTF-8 or not
+YAML is a one-line UserError naming the file and line; and records read for information only (a run's
+config.yaml on the results page), where an unreadable file is simply absent."""
 
 from __future__ import annotations
 
@@ -53,3 +54,12 @@ def read_yaml(path: str | os.PathLike) -> Any:
     except OSError as e:
         raise UserError(f"{path}: cannot read: {e.strerror}") from None
     return parse_yaml(text, str(path))
+
+
+def read_yaml_or_none(path: str | os.PathLike) -> Any:
+    """A record read for information (a run's resolved config.yaml on the results page): its contents, or None
+    where the file is missing, unreadable or not YAML. A report of older runs is still a report."""
+    try:
+        return read_yaml(path)
+    except UserError:
+        return None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ..config.yamlfile import read_yaml_or_none
 from ..errors import UserError
 from ..paths import workspace_root
 
@@ -118,14 +119,12 @@ DEVIATIONS = (
 
 def deviations(runs: list[EvaluatedRun]) -> list[str]:
     """One line per evaluated run whose resolved config (config.yaml beside its metrics) departs from the paper."""
-    import yaml
-
     lines = []
     for r in runs:
         path = r.metrics_path.parent / "config.yaml"
-        if not path.is_file():
+        cfg = read_yaml_or_none(path) if path.is_file() else None
+        if not isinstance(cfg, dict):
             continue
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if (cfg.get("model") or {}).get("variant") != "virtue":
             continue  # both settings act on the segmentation stream, which only virtue has
         found = []
@@ -149,14 +148,13 @@ TRAINING_DATA = {
 
 def training_lines(runs: list[EvaluatedRun]) -> list[str]:
     """One line per evaluated run on how it was trained, from its training run folder's resolved config."""
-    import yaml
-
     lines = []
     for r in runs:
         path = r.curve_path.parent / "config.yaml"
-        if not path.is_file():
+        cfg = read_yaml_or_none(path) if path.is_file() else None
+        if not isinstance(cfg, dict):
             continue
-        t = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("train") or {}
+        t = cfg.get("train") or {}
         data = TRAINING_DATA.get(t.get("source", "scar"), str(t.get("source")))
         kinds = t.get("hard_negative_kinds") or []
         drawn = f" (drawn from the kinds {', '.join(kinds)})" if kinds else ""

@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 
 import polars as pl
-import yaml
 
+from ..config.yamlfile import read_yaml_or_none
 from ..io import write_text
 from . import plots
 from .collect import VARIANTS, deviations, find_runs, find_sweeps, read_curve, rel, training_lines
@@ -187,10 +187,7 @@ def machine_line(runs) -> str:
 def recorded_dtype(path: Path) -> str | None:
     """model.dtype of a run's config.yaml, or None where the file is absent or does not say (a report of
     older runs is still a report: this line is information, not a check)."""
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
+    cfg = read_yaml_or_none(path)
     model = cfg.get("model") if isinstance(cfg, dict) else None
     dtype = model.get("dtype") if isinstance(model, dict) else None
     return dtype if dtype in ("float32", "bfloat16") else None
