@@ -5,9 +5,11 @@ from pathlib import Path
 import pytest
 
 from virtue.errors import UserError
+from virtue.evalstudy.spec import is_eval_study, load_eval_study
 from virtue.orchestrate.study import load_objective, load_study, pick_metric, studies_dir, trial_config, trial_overrides
 
 SHIPPED = ["connector_depth", "seg_tokens", "points", "crop_vs_seg", "sam_backbone", "hpo"]
+SHIPPED_EVAL = ["prompt_noise", "point_sampling"]  # kind: eval, no training (virtue.evalstudy)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -18,7 +20,13 @@ def test_shipped_studies_resolve_to_valid_configs(name):
     for params in cells:
         cfg = trial_config(spec, trial_overrides(spec, params, 1, Path("/tmp/trial")))
         assert cfg.train.seed == 1 and cfg.train.output_dir == "/tmp/trial"
-    assert sorted(p.stem for p in studies_dir().glob("*.yaml")) == sorted(SHIPPED)
+    assert not is_eval_study(name)
+
+
+def test_every_shipped_study_file_is_known_and_loads():
+    assert sorted(p.stem for p in studies_dir().glob("*.yaml")) == sorted(SHIPPED + SHIPPED_EVAL)
+    for name in SHIPPED_EVAL:
+        assert is_eval_study(name) and load_eval_study(name).name == name
 
 
 def test_axis_values_reach_the_config():
