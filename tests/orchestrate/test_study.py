@@ -9,7 +9,7 @@ from virtue.evalstudy.spec import is_eval_study, load_eval_study
 from virtue.orchestrate.study import load_objective, load_study, pick_metric, studies_dir, trial_config, trial_overrides
 
 SHIPPED = ["connector_depth", "seg_tokens", "points", "crop_vs_seg", "sam_backbone", "hpo"]
-SHIPPED_EVAL = ["prompt_noise", "point_sampling"]  # kind: eval, no training (virtue.evalstudy)
+SHIPPED_EVAL = ["prompt_noise", "point_sampling", "i2i"]  # kind: eval, no training (virtue.evalstudy)
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -75,9 +75,12 @@ def fake_sweep(args: list[str]) -> None:
     study = args[args.index("--study") + 1]
     if is_eval_study(study):  # evaluation-only: an empty summary in the real format (no runs to evaluate here)
         spec = load_eval_study(study)
-        summary = {"study": spec.name, "kind": "eval", "runs": {}, "results": [], "comparisons": [], "metrics": {}}
+        summary = {"study": spec.name, "kind": "eval", "evaluation": spec.study, "runs": {}, "results": [],
+                   "comparisons": [], "metrics": {}}  # fmt: skip
         if spec.study == "prompt_noise":
             summary |= {"conditions": [], "between_variants": [], "follow": {}}
+        if spec.study == "i2i":
+            summary |= {"queries": 0, "candidates": 10, "oracles": {"n": 0, "global": 0, "crop": 0, "both": 0}}
         write(Path("reports/sweeps") / f"{spec.name}.json", json.dumps(summary))
         write(Path("reports/sweeps") / f"{spec.name}.png", "not a png")
         write(Path("reports/sweeps") / f"{spec.name}.csv", "variant,condition,p@1\n")
@@ -105,7 +108,7 @@ def main(argv: list[str]) -> int:
         log.write(" ".join(argv) + "\n")
     o = overrides(argv)
     if argv[:2] == ["data", "synth"]:
-        for d in ("data/scar-synth", "data/mmeb-synth"):
+        for d in ("data/scar-synth", "data/mmeb-synth", "data/i2i-synth"):
             write(Path(d) / "args.json", json.dumps(o, sort_keys=True))
     elif argv[0] == "pretrain":
         write(Path("runs/backbones/args.json"), json.dumps(o, sort_keys=True))

@@ -39,6 +39,7 @@ def test_dvc_repro_micro(tmp_path):
             "scar_eval_per_subset": 4,
             "mmeb_train_per_task": 8,
             "mmeb_eval_per_task": 4,
+            "i2i_eval_queries": 3,
         },
         pretrain={"sam_steps": 2, "vlm_steps": 2},
         train={"steps": 2, "batch_size": 8, "warmup_steps": 0, "hard_negatives": 3},  # params.yaml overrides micro.yaml

@@ -16,14 +16,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="synthetic benchmark and dataset checks")
     cmds = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
-    synth = cmds.add_parser("synth", help="generate data/scar-synth and data/mmeb-synth from the data.synth config")
+    synth = cmds.add_parser(
+        "synth", help="generate data/scar-synth, data/mmeb-synth and data/i2i-synth from the data.synth config"
+    )
     synth.add_argument("experiment", nargs="?", default="tiny", help="experiment name or YAML (default: tiny)")
     synth.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. data.synth.seed=1")
-    synth.add_argument("--only", choices=("scar", "mmeb"), help="generate one set only")
+    synth.add_argument("--only", choices=("scar", "mmeb", "i2i"), help="generate one set only")
     synth.set_defaults(func=_synth)
 
     check = cmds.add_parser(
-        "check", help="validate a SCaR or MMEB folder (real or synthetic); exit 1 if rows are invalid"
+        "check", help="validate a SCaR, MMEB or image-to-image folder (real or synthetic); exit 1 if rows are invalid"
     )
     check.add_argument("path", help="the set's folder")
     check.add_argument("--image-root", help="image paths are relative to this (default: the folder)")
@@ -35,8 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     check.set_defaults(func=_check)
 
-    stats = cmds.add_parser("stats", help="global-only and crop-only oracles per SCaR-synth subset")
-    stats.add_argument("path", nargs="?", help="SCaR-synth folder (default: data.scar_dir of tiny)")
+    stats = cmds.add_parser(
+        "stats", help="global-only and crop-only oracles per SCaR-synth subset (or of an I2I-synth folder)"
+    )
+    stats.add_argument("path", nargs="?", help="SCaR-synth or I2I-synth folder (default: data.scar_dir of tiny)")
     stats.add_argument("--split", default="eval", choices=("train", "eval"))
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     stats.set_defaults(func=_stats)
@@ -73,9 +77,16 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
+    from ..data.synth.i2i import eval_file
     from ..data.synth.stats import format_table, oracle_stats
 
-    stats = oracle_stats(_default_scar(args.path), args.split)
+    folder = _default_scar(args.path)
+    if eval_file(folder).is_file():  # an I2I-synth folder: eval split only
+        from ..data.synth.i2i_oracles import i2i_oracle_stats
+
+        stats = i2i_oracle_stats(folder)
+    else:
+        stats = oracle_stats(folder, args.split)
     print(json.dumps(stats, indent=2, sort_keys=True) if args.json else format_table(stats))
     return 0
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from ..errors import UserError
+from .i2i import read_i2i_eval
 from .mmeb import read_mmeb_eval, read_mmeb_train
 from .scar import _EVAL_NAME, read_scar_eval, read_scar_train
 from .validate import ReadLog
@@ -21,7 +22,7 @@ SHOWN = 20  # invalid rows listed in full
 @dataclass
 class Report:
     folder: Path
-    kind: str  # "SCaR" | "MMEB"
+    kind: str  # "SCaR" | "MMEB" | "image-to-image"
     log: ReadLog = field(default_factory=ReadLog)
     ignored: list[str] = field(default_factory=list)  # parquet files no reader took
 
@@ -64,18 +65,26 @@ def _is_scar(files: list[Path]) -> bool:
     return any("bbox" in _columns(p) for p in files[:1])
 
 
+def _is_i2i(files: list[Path]) -> bool:
+    """Image-to-image rows: a box on the query and a list of candidate images."""
+    return any({"bbox", "tgt_img_path"} <= set(_columns(p)) for p in files[:1])
+
+
 def check_folder(folder: str | os.PathLike, prompt: str = "box", image_root: str | os.PathLike | None = None) -> Report:
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such data folder")
     files = sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith("scenes_"))
-    scar = _is_scar(files)
-    report = Report(folder, "SCaR" if scar else "MMEB")
+    i2i = _is_i2i(files)
+    scar = not i2i and _is_scar(files)
+    report = Report(folder, "image-to-image" if i2i else "SCaR" if scar else "MMEB")
     flat_eval = bool(files) and "tgt_text" in _columns(files[0])
     has_eval = (folder / "eval").is_dir() or (not (folder / "train").is_dir() and flat_eval)
     has_train = (folder / "train").is_dir() or (not (folder / "eval").is_dir() and not flat_eval)
     readers = []
-    if scar:
+    if i2i:
+        readers.append(lambda **kw: read_i2i_eval(folder, prompt=prompt, **kw))
+    elif scar:
         if has_eval or any(_EVAL_NAME.match(p.name) for p in files):
             readers.append(lambda **kw: read_scar_eval(folder, prompt=prompt, **kw))
         if has_train:

@@ -1,6 +1,7 @@
 """The plots of the evaluation-only studies: prompt_noise as P@1 against the prompt's IoU with the true box
 (one line per variant; shrunk and grown boxes as markers) beside the mask and click families; point_sampling
-as each strategy's difference from the grid with its 95% interval, per benchmark."""
+as each strategy's difference from the grid with its 95% interval, per benchmark; i2i as where each variant's
+first choice goes (stacked shares, the oracles as lines) beside the paired differences between variants."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..io import write_bytes  # noqa: E402
+from .spec import evaluation_of  # noqa: E402
 
 COLOURS = {"virtue": "#1f77b4", "crop": "#ff7f0e", "global": "#7f7f7f"}
 
 
 def draw(data: dict, path: Path) -> Path:
-    fig = _prompt_noise(data) if "follow" in data else _point_sampling(data)
+    fig = {"prompt_noise": _prompt_noise, "point_sampling": _point_sampling, "i2i": _i2i}[evaluation_of(data)](data)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -71,4 +73,37 @@ def _point_sampling(data: dict):
         ax.set_xticks(list(xs), [c["strategy"] for c in cs])
         ax.set_ylabel("P@1 difference from the grid x 100")
         ax.set_title(f"{ev}: where the {data.get('n_points', 'N')} points come from")
+    return fig
+
+
+KIND_COLOURS = {"gt": "#2ca02c", "object_in_image": "#d62728", "object_absent": "#ff9896", "relation": "#9467bd",
+                "scene": "#c5b0d5"}  # fmt: skip
+
+
+def _i2i(data: dict):
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 2]})
+    res = data["results"]
+    xs = range(len(res))
+    bottom = [0.0] * len(res)
+    for kind, colour in KIND_COLOURS.items():
+        ys = [100 * r[f"top1 {kind}"] for r in res]
+        label = "positive" if kind == "gt" else f"{kind.replace('_', ' ')} distractor"
+        ax.bar(xs, ys, 0.6, bottom=bottom, color=colour, label=label)
+        bottom = [b + y for b, y in zip(bottom, ys, strict=True)]
+    for name, style in (("global", ":"), ("crop", "--")):
+        ax.axhline(data["oracles"][name], color="black", linestyle=style, linewidth=1,
+                   label=f"{name}-only oracle P@1")  # fmt: skip
+    ax.set_xticks(list(xs), [r["variant"] for r in res])
+    ax.set_ylabel("share of queries (%)")
+    ax.set_title(f"Where the first choice goes ({data['queries']} queries, {data['candidates']} images each)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    comps = data["comparisons"]
+    ys = [100 * c["delta"] for c in comps]
+    err = [[100 * (c["delta"] - c["low"]) for c in comps], [100 * (c["high"] - c["delta"]) for c in comps]]
+    bx.bar(range(len(comps)), ys, yerr=err, capsize=4, color=COLOURS["virtue"])
+    bx.axhline(0, color="black", linewidth=0.8)
+    bx.set_xticks(list(range(len(comps))), [f"{c['a']} - {c['b']}" for c in comps])
+    bx.set_ylabel("P@1 difference x 100 (95% interval)")
+    bx.set_title("Paired on the same queries")
+    fig.tight_layout()
     return fig

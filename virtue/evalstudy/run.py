@@ -1,4 +1,4 @@
-"""`virtue sweep --study prompt_noise|point_sampling`: run an evaluation-only study on the main path's trained
+"""`virtue sweep --study prompt_noise|point_sampling|i2i`: run an evaluation-only study on the main path's trained
 runs and write reports/sweeps/<name>.json (the numbers, with a flat `metrics` block for `dvc metrics`),
 <name>.csv (for `dvc plots`) and <name>.png."""
 
@@ -27,8 +27,9 @@ def run_eval_study(spec: EvalStudySpec, out_dir: str | Path = "reports/sweeps") 
     out = root / out_dir
     t0 = time.perf_counter()
     torch.manual_seed(spec.seed)
-    data = _prompt_noise(spec, root) if spec.study == "prompt_noise" else _point_sampling(spec, root)
-    data = {"study": spec.name, "kind": "eval", "description": spec.description, **data}
+    run = {"prompt_noise": _prompt_noise, "point_sampling": _point_sampling, "i2i": _i2i}[spec.study]
+    data = run(spec, root)
+    data = {"study": spec.name, "kind": "eval", "evaluation": spec.study, "description": spec.description, **data}
     data["wall_s"] = round(time.perf_counter() - t0, 1)
     path = out / f"{spec.name}.json"
     write_text(out / f"{spec.name}.csv", _csv(data))
@@ -175,6 +176,16 @@ def _noise_summary(data: dict) -> str:
             " which sees only the box, does that best.)"
         )
     return text
+
+
+# ------------------------------------------------------------------ i2i
+
+
+def _i2i(spec: EvalStudySpec, root: Path) -> dict:
+    from .i2i import evaluate
+
+    variants = _variants(spec, root, spec.variants)
+    return {"runs": {v: rel(x.run_dir, root) for v, x in variants.items()}, **evaluate(spec, root, variants)}
 
 
 # ------------------------------------------------------------------ point_sampling

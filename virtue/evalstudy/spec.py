@@ -19,12 +19,12 @@ class EvalStudySpec(Section):
     name: str
     kind: Literal["eval"]
     description: str = ""
-    study: Literal["prompt_noise", "point_sampling"] = Field(..., description="which evaluation this file runs")
+    study: Literal["prompt_noise", "point_sampling", "i2i"] = Field(..., description="which evaluation this file runs")
     experiment: str = Field("tiny", description="the main path's experiment: runs/train/<experiment>-<variant>")
     runs: str = Field("runs/train", description="folder of the main path's trained runs")
     variants: list[Literal["virtue", "global", "crop"]] = Field(..., min_length=1)
     queries_per_subset: int = Field(
-        200, ge=1, description="SCaR-synth eval queries per subset (the first ones of each file: no choice)"
+        200, ge=1, description="eval queries per SCaR-synth subset / I2I-synth task (the first ones of each file)"
     )
     ious: list[float] = Field(
         default_factory=lambda: [0.9, 0.75, 0.5], description="prompt_noise: target IoUs of the moved boxes"
@@ -40,6 +40,12 @@ class EvalStudySpec(Section):
     seed: int = Field(0, description="seed of every random choice (jitter directions, clicks, random points)")
     batch_size: int = Field(64, ge=1)
     n_boot: int = Field(2000, ge=100, description="paired bootstrap resamples per comparison")
+
+
+def evaluation_of(summary: dict) -> str:
+    """Which evaluation a reports/sweeps/<name>.json holds (files written before the `evaluation` key: told
+    apart by their contents)."""
+    return summary.get("evaluation") or ("prompt_noise" if "follow" in summary else "point_sampling")
 
 
 def study_path(name_or_path: str | os.PathLike) -> Path:

@@ -1,5 +1,5 @@
 """The results page's sections for the evaluation-only studies (reports/sweeps/<name>.json with kind: eval,
-written by virtue/evalstudy): prompt_noise and point_sampling, each a table with paired intervals and
+written by virtue/evalstudy): prompt_noise, point_sampling and i2i, each a table with paired intervals and
 verdicts, the study's own plot, and its paragraph for someone choosing how to prompt a VIRTUE model."""
 
 from __future__ import annotations
@@ -8,12 +8,14 @@ from pathlib import Path
 
 import polars as pl
 
+from ..evalstudy.spec import evaluation_of
 from .collect import rel
 from .tables import Table, pct
 
 TITLES = {
     "prompt_noise": "Prompt robustness (`prompt_noise`, beyond the paper)",
     "point_sampling": "Where the points of an unprompted query come from (`point_sampling`, beyond the paper)",
+    "i2i": "Image-to-image search with a box (`i2i`, beyond the paper)",
 }
 
 
@@ -85,15 +87,41 @@ def point_sampling_tables(path: Path, data: dict, root: Path) -> list[Table]:
                   [rel(path, root)], note=note)]  # fmt: skip
 
 
+def i2i_tables(path: Path, data: dict, root: Path) -> list[Table]:
+    rows = []
+    for r in data["results"]:
+        row = {"variant": r["variant"], "n": r["n"], "P@1": pct(r["p@1"])}
+        row.update({f"first choice: {k.replace('_', ' ')} (%)": pct(r[f"top1 {k}"]) for k in
+                    ("object_in_image", "object_absent", "relation", "scene")})  # fmt: skip
+        rows.append(row)
+    o = data["oracles"]
+    for name in ("global", "crop", "both"):
+        rows.append({"variant": f"oracle: {'image and box' if name == 'both' else f'{name} only'}",
+                     "n": o["n"], "P@1": o[name]})  # fmt: skip
+    comps = [{"comparison": f"{c['a']} - {c['b']}", "n": c["n"], "difference [95%]": _iv(c), "verdict": c["verdict"]}
+             for c in data["comparisons"]]  # fmt: skip
+    note = (
+        f"{data.get('summary', '')} Oracles (`virtue data stats data/i2i-synth`): expected P@1 picking among "
+        f"the candidates each cannot rule out, over all {o['n']} queries of the file. Intervals: "
+        f"{data.get('intervals', '')}. Study cost: {data.get('wall_s', '?')} s."
+    )
+    src = [rel(path, root)]
+    return [Table("I2I-synth P@1 x 100 and where the first choice goes", pl.DataFrame(rows, infer_schema_length=None),
+                  src, note=note),
+            Table("Paired differences between the variants", pl.DataFrame(comps), src)]  # fmt: skip
+
+
+MAKERS = {"prompt_noise": prompt_noise_tables, "point_sampling": point_sampling_tables, "i2i": i2i_tables}
+
+
 def eval_study_sections(studies: list[tuple[Path, dict]], root: Path) -> tuple[list, list]:
     """([(heading, tables)], [(plot title, png)]) for the kind: eval summaries among `studies`."""
     sections, images = [], []
     for path, data in studies:
         if data.get("kind") != "eval":
             continue
-        make = prompt_noise_tables if "follow" in data else point_sampling_tables
-        name = "prompt_noise" if "follow" in data else "point_sampling"
-        sections.append((TITLES[name], make(path, data, root)))
+        name = evaluation_of(data)
+        sections.append((TITLES[name], MAKERS[name](path, data, root)))
         png = path.with_suffix(".png")
         if png.is_file():
             images.append((TITLES[name], png))

@@ -108,38 +108,51 @@ def generate_scene(
             combos = [first, *rest[: n - 1]]
         else:
             combos = rng.permutation(SEEN)[:n]
-        full: list[tuple[Desc, str, np.ndarray]] = []
+        full: list[Placed] = []
         for c in combos:
             colour, shape = COMBOS[c]
-            sz = SIZES[rng.choice(3, p=weights)]
-            d = size * rng.uniform(*SIZE_RANGE[sz])
-            region = "sky" if rng.random() < horizon / size else "ground"
-            lo, hi = (1, horizon - 2) if region == "sky" else (horizon + 1, size - 2)
-            if hi - lo < d:
-                region, (lo, hi) = ("ground", (horizon + 1, size - 2)) if region == "sky" else ("sky", (1, horizon - 2))
-            if hi - lo < d:
+            item = place(rng, Desc(SIZES[rng.choice(3, p=weights)], colour, shape), size, horizon, profile, full)
+            if item is None:
                 break
-            cy = rng.uniform(lo + d / 2, hi - d / 2)
-            if full and rng.random() < profile.overlap:  # lean on an earlier object of the same region
-                mates = [m for _, reg, m in full if reg == region]
-                if mates:
-                    ys, xs = np.nonzero(mates[rng.integers(len(mates))])
-                    cx = float(np.clip(xs.mean() + rng.uniform(-1, 1) * d, d / 2 + 1, size - d / 2 - 1))
-                    cy = float(np.clip(ys.mean() + rng.uniform(-0.6, 0.6) * d, lo + d / 2, hi - d / 2))
-                else:
-                    cx = rng.uniform(d / 2 + 1, size - d / 2 - 1)
-            else:
-                cx = rng.uniform(d / 2 + 1, size - d / 2 - 1)
-            full.append((Desc(sz, colour, shape), region, _shape_mask(shape, cx, cy, d, size)))
+            full.append(item)
         if len(full) < n:
             continue
-        objects = _occlude(full)
+        objects = occlude(full)
         if objects is not None:
             return Scene(size, scene, horizon, objects)
     raise RuntimeError(f"could not place {n} objects in a {size}px image after {tries} tries")
 
 
-def _occlude(full: list[tuple[Desc, str, np.ndarray]]) -> list[Obj] | None:
+Placed = tuple[Desc, str, np.ndarray]  # description, region, full mask before occlusion
+
+
+def place(
+    rng: np.random.Generator, desc: Desc, size: int, horizon: int, profile: Profile, full: list[Placed]
+) -> Placed | None:
+    """Draw one object of this description in the sky or on the ground (None if it fits in neither); with
+    probability profile.overlap it leans on an earlier object of the same region (`full`)."""
+    d = size * rng.uniform(*SIZE_RANGE[desc.size])
+    region = "sky" if rng.random() < horizon / size else "ground"
+    lo, hi = (1, horizon - 2) if region == "sky" else (horizon + 1, size - 2)
+    if hi - lo < d:
+        region, (lo, hi) = ("ground", (horizon + 1, size - 2)) if region == "sky" else ("sky", (1, horizon - 2))
+    if hi - lo < d:
+        return None
+    cy = rng.uniform(lo + d / 2, hi - d / 2)
+    if full and rng.random() < profile.overlap:  # lean on an earlier object of the same region
+        mates = [m for _, reg, m in full if reg == region]
+        if mates:
+            ys, xs = np.nonzero(mates[rng.integers(len(mates))])
+            cx = float(np.clip(xs.mean() + rng.uniform(-1, 1) * d, d / 2 + 1, size - d / 2 - 1))
+            cy = float(np.clip(ys.mean() + rng.uniform(-0.6, 0.6) * d, lo + d / 2, hi - d / 2))
+        else:
+            cx = rng.uniform(d / 2 + 1, size - d / 2 - 1)
+    else:
+        cx = rng.uniform(d / 2 + 1, size - d / 2 - 1)
+    return desc, region, _shape_mask(desc.shape, cx, cy, d, size)
+
+
+def occlude(full: list[Placed]) -> list[Obj] | None:
     """Later objects cover earlier ones; None if any object would lose too much of itself."""
     covered = np.zeros_like(full[0][2])
     visible = []
