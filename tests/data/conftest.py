@@ -23,3 +23,12 @@ def mmeb_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("mmeb") / "mmeb-synth"
     write_mmeb(out, seed=3, image_size=128, per_task={"train": 3, "eval": 4}, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def i2i_dir(tmp_path_factory):
+    from virtue.data.synth.i2i import write_i2i
+
+    out = tmp_path_factory.mktemp("i2i") / "i2i-synth"
+    write_i2i(out, seed=3, image_size=128, n_eval=8, progress=False)
+    return out

@@ -1,4 +1,4 @@
-"""Micro trained runs for the evaluation-only studies: SCaR-synth and MMEB-synth at micro sizes, and the
+"""Micro trained runs for the evaluation-only studies: SCaR-synth, MMEB-synth and I2I-synth at micro sizes, and the
 three variants trained a few steps with the real `virtue train` entry point (preset random-weight backbones)."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ MICRO_SYNTH = (
     "data.synth.scar_val_per_subset=0",
     "data.synth.mmeb_train_per_task=4",
     "data.synth.mmeb_eval_per_task=3",
+    "data.synth.i2i_eval_queries=4",
     "data.synth.image_size=64",
 )
 MICRO_TRAIN = (
@@ -34,8 +35,8 @@ def micro_data(tmp_path_factory) -> dict[str, Path]:
     from virtue.data.synth.build import synthesize
 
     root = tmp_path_factory.mktemp("evalstudy-data")
-    dirs = {"scar": root / "scar", "mmeb": root / "mmeb"}
-    cfg = load_experiment("tiny", [f"data.scar_dir={dirs['scar']}", f"data.mmeb_dir={dirs['mmeb']}", *MICRO_SYNTH])
+    dirs = {"scar": root / "scar", "mmeb": root / "mmeb", "i2i": root / "i2i"}
+    cfg = load_experiment("tiny", [*(f"data.{k}_dir={v}" for k, v in dirs.items()), *MICRO_SYNTH])
     synthesize(cfg.data, root, progress=False)
     return dirs
 
@@ -46,7 +47,7 @@ def micro_runs(micro_data, tmp_path_factory) -> Path:
     from virtue.cli.main import main
 
     root = tmp_path_factory.mktemp("evalstudy-runs")
-    data = [f"data.scar_dir={micro_data['scar']}", f"data.mmeb_dir={micro_data['mmeb']}"]
+    data = [f"data.{k}_dir={v}" for k, v in micro_data.items()]
     for variant in ("virtue", "crop", "global"):
         args = [*PRESETS, *data, *MICRO_TRAIN, f"model.variant={variant}", f"name=micro-{variant}"]
         args += [f"train.feature_cache_dir={root / 'features'}", f"train.output_dir={root / 'runs' / '{name}'}"]

@@ -102,6 +102,32 @@ def test_point_sampling_end_to_end(micro_runs, tmp_path, cli):
     assert all(np.isfinite(c["delta"]) for c in data["comparisons"])
 
 
+@pytest.mark.slow
+def test_i2i_end_to_end(micro_runs, micro_data, tmp_path, cli):
+    study = _study(tmp_path, micro_runs, "kind: eval\nstudy: i2i\nvariants: [virtue, crop, global]\n")
+    out = tmp_path / "out"
+    r = cli("sweep", "--study", str(study), "--report-dir", str(out))
+    assert r.returncode == 0, r.stderr
+    data = json.loads((out / "study.json").read_text())
+    assert data["evaluation"] == "i2i" and data["queries"] == 3 and data["candidates"] == 10
+    assert {r["variant"] for r in data["results"]} == {"virtue", "crop", "global", "virtue, no box"}
+    for r in data["results"]:  # every first choice is the positive or a distractor of a known kind
+        shares = [r[f"top1 {k}"] for k in ("gt", "object_in_image", "object_absent", "relation", "scene")]
+        assert sum(shares) == pytest.approx(1.0) and r["top1 gt"] == pytest.approx(r["p@1"])
+    pairs = {(c["a"], c["b"]) for c in data["comparisons"]}
+    assert pairs == {("virtue", "global"), ("virtue", "crop"), ("crop", "global"), ("virtue", "virtue, no box")}
+    assert all(c["low"] <= c["delta"] <= c["high"] for c in data["comparisons"])
+    assert data["oracles"]["both"] == 100.0 and data["oracles"]["n"] == 4  # the whole file, from `data stats`
+    assert (out / "study.png").stat().st_size > 1000 and data["summary"].startswith("Image-to-image search")
+
+    from virtue.report.evalstudies import eval_study_sections  # the page section reads the same file
+
+    ((title, tables),), ((_, png),) = eval_study_sections([(out / "study.json", data)], tmp_path)
+    assert "i2i" in title and png == out / "study.png"
+    assert tables[0].frame.height == 4 + 3 and len(tables) == 3  # 3 variants and virtue without the box, 3 oracles
+    assert {(c["a"], c["b"]) for c in data["other_object"]} == pairs
+
+
 def test_a_bad_eval_study_file_is_one_line_naming_the_key(tmp_path, cli):
     study = tmp_path / "bad.yaml"
     study.write_text("kind: eval\nstudy: prompt_noise\nvariants: [virtue]\nious: [0.5]\nqueries_per_subsets: 3\n")

@@ -97,13 +97,18 @@ def _i2i(data: dict):
     ax.set_ylabel("share of queries (%)")
     ax.set_title(f"Where the first choice goes ({data['queries']} queries, {data['candidates']} images each)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    comps = data["comparisons"]
-    ys = [100 * c["delta"] for c in comps]
-    err = [[100 * (c["delta"] - c["low"]) for c in comps], [100 * (c["high"] - c["delta"]) for c in comps]]
-    bx.bar(range(len(comps)), ys, yerr=err, capsize=4, color=COLOURS["virtue"])
+    comps, steer = data["comparisons"], data.get("other_object", [])
+    for k, (items, colour, label) in enumerate(((comps, COLOURS["virtue"], "P@1"),
+                                                (steer, KIND_COLOURS["object_in_image"], "first choice on the "
+                                                 "other object (lower: box followed)"))):  # fmt: skip
+        xs = [i + 0.4 * k for i in range(len(items))]
+        ys = [100 * c["delta"] for c in items]
+        err = [[100 * (c["delta"] - c["low"]) for c in items], [100 * (c["high"] - c["delta"]) for c in items]]
+        bx.bar(xs, ys, 0.4, yerr=err, capsize=3, color=colour, label=label)
     bx.axhline(0, color="black", linewidth=0.8)
-    bx.set_xticks(list(range(len(comps))), [f"{c['a']} - {c['b']}" for c in comps])
-    bx.set_ylabel("P@1 difference x 100 (95% interval)")
+    bx.set_xticks([i + 0.2 for i in range(len(comps))], [f"{c['a']}\n- {c['b']}" for c in comps], fontsize=8)
+    bx.set_ylabel("difference x 100 (95% interval)")
     bx.set_title("Paired on the same queries")
+    bx.legend(fontsize=7)
     fig.tight_layout()
     return fig

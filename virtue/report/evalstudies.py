@@ -106,9 +106,17 @@ def i2i_tables(path: Path, data: dict, root: Path) -> list[Table]:
         f"{data.get('intervals', '')}. Study cost: {data.get('wall_s', '?')} s."
     )
     src = [rel(path, root)]
-    return [Table("I2I-synth P@1 x 100 and where the first choice goes", pl.DataFrame(rows, infer_schema_length=None),
-                  src, note=note),
-            Table("Paired differences between the variants", pl.DataFrame(comps), src)]  # fmt: skip
+    out = [Table("I2I-synth P@1 x 100 and where the first choice goes", pl.DataFrame(rows, infer_schema_length=None),
+                 src, note=note),
+           Table("Paired differences between the variants (P@1 x 100)", pl.DataFrame(comps), src)]  # fmt: skip
+    steer = [{"comparison": f"{c['a']} - {c['b']}", "n": c["n"], "a (%)": pct(c["share_a"]), "b (%)": pct(c["share_b"]),
+              "difference [95%]": _iv(c), "verdict": c["verdict"]} for c in data.get("other_object", [])]  # fmt: skip
+    if steer:
+        note = ("Lower means the box was followed: the query image holds another object in the same relation to the "
+                "same neighbour, and only the box says it is not the one asked about.")  # fmt: skip
+        out.append(Table("First choice on the image of the query's OTHER object (object_in_image)",
+                         pl.DataFrame(steer), src, note=note))  # fmt: skip
+    return out
 
 
 MAKERS = {"prompt_noise": prompt_noise_tables, "point_sampling": point_sampling_tables, "i2i": i2i_tables}
