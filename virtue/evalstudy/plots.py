@@ -109,6 +109,6 @@ def _i2i(data: dict):
     bx.set_xticks([i + 0.2 for i in range(len(comps))], [f"{c['a']}\n- {c['b']}" for c in comps], fontsize=8)
     bx.set_ylabel("difference x 100 (95% interval)")
     bx.set_title("Paired on the same queries")
-    bx.legend(fontsize=7)
+    bx.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return fig
