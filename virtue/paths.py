@@ -19,3 +19,10 @@ def workspace_root() -> Path:
 
 def experiments_dir() -> Path:
     return workspace_root() / "experiments"
+
+
+def in_workspace(path: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
+    """A path from a config or the command line: absolute as given, else relative to the workspace (`root`, or
+    workspace_root()), never to the working directory."""
+    p = Path(path)
+    return p if p.is_absolute() else Path(root if root is not None else workspace_root()) / p

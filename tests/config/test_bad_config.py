@@ -3,7 +3,11 @@ every command uses): one line naming the file and key, exit 2."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def one_line(r, *needles):
@@ -48,3 +52,18 @@ def test_a_hash_in_an_override_value_is_kept(cli):
 )
 def test_unknown_placeholders_in_output_folders(cli, override, needle):
     one_line(cli("config", "show", "tiny", override), override.split("=")[0], needle)
+
+
+@pytest.mark.parametrize(("old", "new"), [("sam_steps", "sam.steps"), ("vlm_caption_weight", "vlm.caption_weight")])
+def test_a_flat_pretrain_key_names_its_new_nested_key(tmp_path, cli, old, new):
+    one_line(cli("config", "show", "tiny", f"pretrain.{old}=3"), f"pretrain.{old}: renamed to pretrain.{new}")
+    path = tmp_path / "flat.yaml"
+    path.write_text(f"base: {ROOT / 'experiments' / 'tiny.yaml'}\npretrain:\n  seed: 1\n  {old}: 3\n")
+    one_line(cli("config", "show", str(path)), str(path), f"pretrain.{old}: renamed to pretrain.{new}")
+
+
+def test_the_nested_pretrain_keys_load():
+    from virtue.config import load_experiment
+
+    cfg = load_experiment("tiny", ["pretrain.sam.steps=7", "pretrain.vlm.eval_images=3"])
+    assert (cfg.pretrain.sam.steps, cfg.pretrain.vlm.eval_images, cfg.pretrain.vlm.steps) == (7, 3, 300)

@@ -62,7 +62,7 @@ def test_native_batch_equals_rows_one_by_one_with_and_without_pixels(build, shap
         assert close(batch, rows, torch.float32, rows=True)
         # The feature-cache path: rows cached one by one (each its own token count, zero-padded to the
         # features' width), then the whole batch from the cache without pixels.
-        cache = FeatureCache(tmp_path / "cache", embedder.frozen_fingerprint(), "native")
+        cache = FeatureCache(tmp_path / "cache", embedder.frozen_fingerprint())
         encoder = Encoder(embedder, processor, "cpu", cache)
         for s in sides:
             encoder.prepare([s])

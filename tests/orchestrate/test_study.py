@@ -62,7 +62,7 @@ def test_sam_backbone_study_pretrains_the_sam2s_its_cells_load():
     made = {}
     for b in spec.backbones:
         cfg = backbone_config(spec, b)
-        assert cfg.pretrain.vlm_steps == 0 and cfg.model.sam.path == b.path  # SAM-2 only, saved where asked
+        assert cfg.pretrain.vlm.steps == 0 and cfg.model.sam.path == b.path  # SAM-2 only, saved where asked
         assert not cfg.model.vlm.path.startswith("runs/backbones")  # the main VLM is never overwritten
         made[b.path] = cfg.model.sam.arch
     used = {}

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MICRO = """\
 base: tiny
 tracking: {enabled: false}
-pretrain: {sam_batch_size: 4, sam_eval_scenes: 2, sam_steps: 2}
+pretrain: {sam: {batch_size: 4, eval_scenes: 2, steps: 2}}
 """
 
 

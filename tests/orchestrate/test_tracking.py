@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import warnings
@@ -8,7 +9,8 @@ import warnings
 import pytest
 from mlflow.tracking import MlflowClient
 
-from virtue.orchestrate.tracking import NullTracker, open_tracker, tracking_uri
+from virtue.orchestrate.tracking import open_tracker, tracking_uri
+from virtue.tracker import LocalTracker, tracked_run
 
 from .conftest import closed_port
 
@@ -18,7 +20,7 @@ def test_sqlite_default_records_params_metrics_tags_artifacts(workspace, cfg):
     run_dir = workspace / "runs" / "micro"
     (run_dir / "note.txt").parent.mkdir(parents=True)
     (run_dir / "note.txt").write_text("hello")
-    with open_tracker(cfg, run_dir, tags={"data_hash": "abc123"}) as tr:
+    with tracked_run(open_tracker(cfg, run_dir, tags={"data_hash": "abc123"})) as tr:
         for step in range(3):
             tr.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
         tr.log_artifact(run_dir / "note.txt")
@@ -64,7 +66,7 @@ def test_env_uri_overrides_default(workspace, cfg, monkeypatch, tmp_path_factory
     other = tmp_path_factory.mktemp("elsewhere") / "t.db"
     shutil.copy(mlflow_template, other)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other}")
-    with open_tracker(cfg, workspace / "runs" / "x") as tr:
+    with tracked_run(open_tracker(cfg, workspace / "runs" / "x")) as tr:
         tr.log_metrics({"m": 1.0}, step=0)
     assert not (workspace / "mlflow.db").exists()
     assert MlflowClient(f"sqlite:///{other}").get_run(tr.run_id).data.metrics == {"m": 1.0}
@@ -90,10 +92,10 @@ def test_unreachable_server_warns_once_and_keeps_metrics_locally(workspace, cfg,
     assert [x["loss"] for x in lines] == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
-def test_disabled_tracking_gives_a_null_tracker(workspace, cfg):
+def test_disabled_tracking_gives_a_local_tracker(workspace, cfg):
     cfg.tracking.enabled = False
     tr = open_tracker(cfg, workspace / "runs" / "off")
-    assert isinstance(tr, NullTracker) and tr.run_id is None
+    assert isinstance(tr, LocalTracker) and tr.run_id is None
     tr.log_metrics({"loss": 1.0}, step=0)
     tr.close()
     assert not (workspace / "mlflow.db").exists()
@@ -104,7 +106,7 @@ def test_metric_names_mlflow_refuses_are_mapped_not_fatal(workspace, cfg, mlflow
     shutil.copy(mlflow_template, workspace / "mlflow.db")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # going offline would warn
-        with open_tracker(cfg, workspace / "runs" / "m") as tr:
+        with tracked_run(open_tracker(cfg, workspace / "runs" / "m")) as tr:
             tr.log_metrics({"scar.overall.hit@1": 0.5, "odd name!": 1.0}, step=0)
     run = MlflowClient(tracking_uri()).get_run(tr.run_id)
     assert run.data.metrics == {"scar.overall.hit_at_1": 0.5, "odd name_": 1.0}
@@ -148,3 +150,16 @@ def test_a_copied_workspace_logs_into_its_own_artifacts(workspace, cfg, mlflow_t
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # relocated once: the next tracker has nothing to say
         open_tracker(cfg, copy / "runs" / "c").close()
+
+
+def test_importing_the_tracking_module_leaves_the_environment_alone(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import os; before = dict(os.environ); import virtue.orchestrate.tracking as t; "
+        "assert dict(os.environ) == before, set(os.environ) ^ set(before); "
+        "t.quick_http_failures(); assert os.environ['MLFLOW_HTTP_REQUEST_TIMEOUT'] == '30'"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_REQUEST")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp_path)

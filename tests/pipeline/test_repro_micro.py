@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 MICRO = """\
 base: tiny
 train: {batch_size: 8, warmup_steps: 0, checkpoint_every: 0, hard_negatives: 3}
-pretrain: {sam_batch_size: 4, vlm_batch_size: 4, sam_eval_scenes: 2, vlm_eval_images: 4}
+pretrain: {sam: {batch_size: 4, eval_scenes: 2}, vlm: {batch_size: 4, eval_images: 4}}
 tracking: {enabled: false}
 eval: {batch_size: 16}
 """
@@ -41,7 +41,7 @@ def test_dvc_repro_micro(tmp_path):
             "mmeb_eval_per_task": 4,
             "i2i_eval_queries": 3,
         },
-        pretrain={"sam_steps": 2, "vlm_steps": 2},
+        pretrain={"sam": {"steps": 2}, "vlm": {"steps": 2}},
         train={"steps": 2, "batch_size": 8, "warmup_steps": 0, "hard_negatives": 3},  # params.yaml overrides micro.yaml
         eval={"batch_size": 16},
         sweeps={"studies": ["connector_depth"], "steps": None, "seeds": 1, "trials": 1, "workers": 2},

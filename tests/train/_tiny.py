@@ -66,13 +66,13 @@ def encode_twice_through_cache(cfg: ExperimentConfig, work: Path):
     from virtue.models import build_embedder
     from virtue.train.cache import FeatureCache
     from virtue.train.distributed import seed_everything
-    from virtue.train.loop import Encoder, cache_settings
+    from virtue.train.loop import Encoder
 
     seed_everything(cfg.train.seed)
     embedder, processor = build_embedder(cfg.model, seed=cfg.train.seed)
     embedder.eval()
     sides = [p.query for p in micro_pairs(work / "img", n=5)] + [Side("a caption without image")]
-    cache = FeatureCache(work / "cache", embedder.frozen_fingerprint(), cache_settings(cfg))
+    cache = FeatureCache(work / "cache", embedder.frozen_fingerprint())
     with torch.no_grad():
         plain = Encoder(embedder, processor, "cpu", None)
         cached = Encoder(embedder, processor, "cpu", cache)

@@ -17,13 +17,13 @@ def test_cached_equals_uncached_and_is_reused(tmp_path):
     torch.manual_seed(0)
     model = ToyEmbedder(dropout=0.0).eval()
     sides = [p.query for p in toy_pairs(tmp_path / "img", n=6)]
-    cache = FeatureCache(tmp_path / "cache", model.frozen_fingerprint(), "s=1")
+    cache = FeatureCache(tmp_path / "cache", model.frozen_fingerprint())
     plain = Encoder(model, ToyProcessor(), "cpu", None)
     cached = Encoder(model, ToyProcessor(), "cpu", cache)
     ref = plain.forward(plain.prepare(sides))
     first = cached.forward(cached.prepare(sides))  # computes and stores
     assert cache.misses == 6 and cache.hits == 0
-    again = FeatureCache(tmp_path / "cache", model.frozen_fingerprint(), "s=1")  # another run or trial
+    again = FeatureCache(tmp_path / "cache", model.frozen_fingerprint())  # another run or trial
     second = Encoder(model, ToyProcessor(), "cpu", again)
     out = second.forward(second.prepare(sides))
     assert again.hits == 6 and again.misses == 0
@@ -34,7 +34,7 @@ def test_rows_without_image_are_zeros_and_not_stored(tmp_path):
     torch.manual_seed(0)
     model = ToyEmbedder(dropout=0.0).eval()
     sides = [p.query for p in toy_pairs(tmp_path / "img", n=3)] + [Side("text only")]
-    cache = FeatureCache(tmp_path / "cache", model.frozen_fingerprint(), "s=1")
+    cache = FeatureCache(tmp_path / "cache", model.frozen_fingerprint())
     enc = Encoder(model, ToyProcessor(), "cpu", cache)
     enc.prepare(sides)
     assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 3
@@ -47,10 +47,9 @@ def test_rows_without_image_are_zeros_and_not_stored(tmp_path):
 
 def test_key_follows_content_prompt_weights_and_settings(tmp_path):
     sides = [p.query for p in toy_pairs(tmp_path / "img", n=2)]
-    c = FeatureCache(tmp_path, "fp", "s=1")
+    c = FeatureCache(tmp_path, "fp")
     k = c.key(sides[0])
-    assert FeatureCache(tmp_path, "fp2", "s=1").key(sides[0]) != k
-    assert FeatureCache(tmp_path, "fp", "s=2").key(sides[0]) != k
+    assert FeatureCache(tmp_path, "fp2").key(sides[0]) != k
     Path(sides[0].image).write_bytes(b"changed image")
     assert c.key(sides[0]) != k
 

@@ -18,12 +18,12 @@ from virtue.models.build import build_embedder
 from virtue.train.pretrain import pretrain
 
 MICRO = [
-    "pretrain.sam_steps=30",
-    "pretrain.sam_batch_size=8",
-    "pretrain.vlm_steps=30",
-    "pretrain.vlm_batch_size=8",
-    "pretrain.sam_eval_scenes=8",
-    "pretrain.vlm_eval_images=8",
+    "pretrain.sam.steps=30",
+    "pretrain.sam.batch_size=8",
+    "pretrain.vlm.steps=30",
+    "pretrain.vlm.batch_size=8",
+    "pretrain.sam.eval_scenes=8",
+    "pretrain.vlm.eval_images=8",
     "tracking.enabled=false",
 ]
 
@@ -43,7 +43,7 @@ def _run(root: Path, overrides: list[str]) -> tuple[Path, dict]:
 
 @pytest.mark.slow
 def test_pretrain_folders_load_and_losses_fall(workspace: Path):
-    out, metrics = _run(workspace, ["pretrain.vlm_dense_weight=1"])
+    out, metrics = _run(workspace, ["pretrain.vlm.dense_weight=1"])
     sam_dir, vlm_dir = workspace / "runs/backbones/sam2", workspace / "runs/backbones/qwen2vl"
     assert isinstance(Sam2Model.from_pretrained(sam_dir), Sam2Model)
     assert isinstance(Qwen2VLModel.from_pretrained(vlm_dir), Qwen2VLModel)
@@ -77,7 +77,7 @@ def test_pretrain_folders_load_and_losses_fall(workspace: Path):
 
 @pytest.mark.slow
 def test_pretrain_is_deterministic(workspace: Path, tmp_path: Path):
-    few = ["pretrain.sam_steps=3", "pretrain.vlm_steps=3"]
+    few = ["pretrain.sam.steps=3", "pretrain.vlm.steps=3"]
     weights = []
     for i in range(2):
         out_dirs = [f"model.sam.path={tmp_path}/{i}/sam2", f"model.vlm.path={tmp_path}/{i}/qwen2vl"]

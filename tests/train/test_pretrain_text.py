@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 
 from virtue.data.synth.vocab import Caption, Desc
-from virtue.train.pretrain_text import FIELDS, CaptionHeads, caption_labels, labelled
+from virtue.train.pretrain_text import FIELD_CLASSES, FIELDS, caption_labels, labelled
+from virtue.train.probes import CaptionHeads
 
 
 def test_labels_name_each_element_of_the_caption():
@@ -34,7 +35,7 @@ def test_heads_learn_separable_embeddings():
     labels = torch.stack([torch.randint(0, len(c), (64,)) for c in FIELDS.values()], dim=1)  # [64, F]
     codes = [torch.randn(len(c), 16) for c in FIELDS.values()]
     emb = sum(code[labels[:, k]] for k, code in enumerate(codes))  # [64, 16]: every field linearly present
-    heads = CaptionHeads(16)
+    heads = CaptionHeads(16, FIELD_CLASSES)
     opt = torch.optim.Adam(heads.parameters(), lr=0.05)
     before = heads.loss(emb, labels).item()
     for _ in range(200):

@@ -24,7 +24,7 @@ def _step_seconds(ws: BenchWorkspace, dtype: str, batch: int, negatives: int, st
     from ..models import build_embedder
     from ..train.cache import FeatureCache
     from ..train.distributed import seed_everything
-    from ..train.loop import Encoder, _optimizer, _step_loss, cache_settings, load_train_data
+    from ..train.loop import Encoder, _optimizer, _step_loss, load_train_data
     from ..train.sampler import SourceBatchSampler
 
     cfg = ws.config(f"model.dtype={dtype}", f"train.batch_size={batch}", f"train.hard_negatives={negatives}")
@@ -33,7 +33,7 @@ def _step_seconds(ws: BenchWorkspace, dtype: str, batch: int, negatives: int, st
     embedder.train()
     pairs, _ = load_train_data(cfg)
     sampler = SourceBatchSampler(pairs, batch, 0, negatives, None, cfg.train.hard_negative_kinds)
-    cache = FeatureCache(ws.root / f"step-cache-{dtype}", embedder.frozen_fingerprint(), cache_settings(cfg))
+    cache = FeatureCache(ws.root / f"step-cache-{dtype}", embedder.frozen_fingerprint())
     encoder = Encoder(embedder, processor, "cpu", cache)
     optimizer = _optimizer(embedder, cfg.train)
     batches = [sampler.batch(i) for i in range(steps + 1)]

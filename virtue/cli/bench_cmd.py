@@ -4,9 +4,8 @@ cache, throughput, DVC no-op), side by side with ratios; writes the JSON and pri
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..paths import workspace_root
+from ..paths import in_workspace
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _bench(args: argparse.Namespace) -> int:
     from ..bench.run import format_table, run_bench
 
-    out = Path(args.out) if Path(args.out).is_absolute() else workspace_root() / args.out
+    out = in_workspace(args.out)
     report = run_bench(out, quick=args.quick)
     print(format_table(report))
     print(f"wrote {out}")

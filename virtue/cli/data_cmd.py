@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..config import load_experiment
-from ..paths import workspace_root
+from ..paths import in_workspace, workspace_root
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -94,7 +94,7 @@ def _stats(args: argparse.Namespace) -> int:
 def _preview(args: argparse.Namespace) -> int:
     from ..data.preview import preview
 
-    out = Path(args.out) if Path(args.out).is_absolute() else workspace_root() / args.out
+    out = in_workspace(args.out)
     preview(_default_scar(args.path), out, n=args.n, image_root=args.image_root)
     print(out)
     return 0

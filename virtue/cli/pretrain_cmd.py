@@ -12,7 +12,7 @@ from ..config import load_experiment
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrain", help="pre-train the tiny backbones of the embedded default")
     p.add_argument("experiment", help="name under experiments/ (e.g. tiny) or a YAML path")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. pretrain.sam_steps=100")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. pretrain.sam.steps=100")
     p.set_defaults(func=_pretrain)
 
 

@@ -8,7 +8,7 @@ import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..orchestrate.sweep import EXECUTORS
+    from ..orchestrate.executors import EXECUTORS
 
     p.add_argument("--study", required=True, help="name under sweeps/studies/ or a YAML path")
     p.add_argument(

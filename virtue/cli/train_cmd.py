@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..config import ExperimentConfig, load_experiment
-from ..errors import UserError
+from ..errors import TrainingInterrupted, UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,30 +37,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_training(cfg: ExperimentConfig) -> str:
     """One training process: the main rank opens the tracker (re-attached on resume), every rank trains."""
-    from ..train.loop import TrainingInterrupted, run_dir_of, train
+    from ..train.loop import run_dir_of, train
     from ..train.rundir import check_run_folder
 
-    tracker = None
     is_main = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
-    if is_main:
-        check_run_folder(cfg, run_dir_of(cfg))  # before the tracker logs this config into the run's MLflow run
-    if is_main and cfg.tracking.enabled:
-        from ..orchestrate.tracking import open_tracker
+    if not (is_main and cfg.tracking.enabled):
+        return str(train(cfg))  # other ranks log nothing; without MLflow the loop keeps metrics in the folder
+    from ..orchestrate.tracking import open_tracker
+    from ..tracker import tracked_run
 
-        tracker = open_tracker(cfg, run_dir_of(cfg))
-    try:
-        run_dir = train(cfg, tracker=tracker)
-    except TrainingInterrupted:
-        if tracker is not None:
-            tracker.close("KILLED")
-        raise
-    except BaseException:
-        if tracker is not None:
-            tracker.close("FAILED")
-        raise
-    if tracker is not None:
-        tracker.close("FINISHED")
-    return str(run_dir)
+    check_run_folder(cfg, run_dir_of(cfg))  # before the tracker logs this config into the run's MLflow run
+    with tracked_run(open_tracker(cfg, run_dir_of(cfg))) as tracker:
+        return str(train(cfg, tracker=tracker))
 
 
 def variants_from(path: str) -> list[str]:
@@ -112,8 +100,6 @@ def _progress(cfgs: list[ExperimentConfig]):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..train.loop import TrainingInterrupted
-
     variants = args.variants or (variants_from(args.variants_from) if args.variants_from else None)
     try:
         if variants is not None:

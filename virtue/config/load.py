@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from ..errors import UserError
 from ..io import write_text
 from ..paths import experiments_dir
+from .base import RENAMED
 from .schema import ExperimentConfig
 from .yamlfile import read_yaml
 
@@ -113,6 +114,9 @@ def apply_override(tree: dict, sources: dict[Key, str], text: str, file_label: s
 def _explain(err: ValidationError, sources: dict[Key, str], file_label: str) -> str:
     e = err.errors()[0]
     loc = tuple(str(p) for p in e["loc"])
+    if e["type"] == RENAMED:  # the error is the section's; name the old key inside it, and the new one
+        old, new = (*loc, e["ctx"]["old"]), ".".join((*loc, e["ctx"]["new"]))
+        return f"{sources.get(old, file_label)}: {'.'.join(old)}: renamed to {new}"
     origin = file_label
     for n in range(len(loc), 0, -1):
         if loc[:n] in sources:

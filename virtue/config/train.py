@@ -102,24 +102,28 @@ class TrainConfig(Section):
         return "off" if v is False else v  # YAML reads a bare `off` as false
 
 
-class PretrainConfig(Section):
-    """Backbone pre-training for the embedded default (no downloadable checkpoints here): the tiny SAM-2 on
-    promptable segmentation of the synthetic scenes, the tiny Qwen2-VL on image-caption alignment."""
+# The flat keys of `pretrain:` before its nested `sam:` / `vlm:` sections: given, they fail naming the new key.
+_RENAMED = {
+    **{f"sam_{k}": f"sam.{k}" for k in ("init", "steps", "batch_size", "lr", "prompts", "appearance_weight")},
+    **{f"sam_{k}": f"sam.{k}" for k in ("dense_weight", "prompts_per_image", "eval_scenes")},
+    **{f"vlm_{k}": f"vlm.{k}" for k in ("steps", "batch_size", "lr", "temperature", "captions", "dense_weight")},
+    **{f"vlm_{k}": f"vlm.{k}" for k in ("caption_weight", "eval_images")},
+}
 
-    seed: int = 0
-    scenes_dir: str = Field("data/scar-synth", description="folder whose scenes (read_scenes) both stages train on")
-    output_dir: str = Field("runs/backbones", description="where the save_pretrained folders go")
-    # SAM-2
-    sam_init: Literal["pytorch", "transformers"] = Field(
+
+class SamPretrainConfig(Section):
+    """`pretrain.sam:` - the tiny SAM-2 on promptable segmentation of the synthetic scenes."""
+
+    init: Literal["pytorch", "transformers"] = Field(
         "pytorch", description="init of the SAM-2 trained from scratch: PyTorch defaults (as Meta's code) or HF's"
     )
-    sam_steps: int = Field(400, ge=0)
-    sam_batch_size: int = Field(32, ge=1)
-    sam_lr: float = Field(1e-3, gt=0)
-    sam_prompts: list[Literal["box", "points"]] = Field(
+    steps: int = Field(400, ge=0, description="optimizer steps")
+    batch_size: int = Field(32, ge=1, description="prompted objects per step (batch_size // prompts_per_image images)")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW, linear warm-up then cosine decay)")
+    prompts: list[Literal["box", "points"]] = Field(
         default_factory=lambda: ["box", "points"], min_length=1, description="prompt kinds drawn per sample"
     )
-    sam_appearance_weight: float = Field(
+    appearance_weight: float = Field(
         0.0,
         ge=0,
         description="weight of the heads that predict the prompted object's colour/shape/size from the mask "
@@ -127,36 +131,53 @@ class PretrainConfig(Section):
         "detached features as a probe. Weight 1 stops the tiny SAM-2 from learning to segment (held-out box "
         "mIoU 0.16 against 0.65 at 300 steps, docs/research/pretraining.md)",
     )
-    sam_dense_weight: float = Field(
+    dense_weight: float = Field(
         1.0,
         ge=0,
         description="weight of per-location colour/shape/size heads on SAM-2's stride-16 image embedding (the "
         "map F_s is computed from); 0 = the heads train on detached maps as a probe",
     )
-    sam_prompts_per_image: int = Field(
+    prompts_per_image: int = Field(
         2, ge=1, description="objects prompted per image in a batch (the image encoder runs once per image)"
     )
-    sam_eval_scenes: int = Field(200, ge=1, description="held-out scenes (eval split) for the mIoU")
-    # Qwen2-VL
-    vlm_steps: int = Field(600, ge=0)
-    vlm_batch_size: int = Field(32, ge=1)
-    vlm_lr: float = Field(1e-3, gt=0)
-    vlm_temperature: float = Field(0.05, gt=0)
-    vlm_captions: list[Literal["objects", "relation", "region", "scene"]] = Field(
+    eval_scenes: int = Field(200, ge=1, description="held-out scenes (eval split) for the mIoU")
+
+
+class VlmPretrainConfig(Section):
+    """`pretrain.vlm:` - the tiny Qwen2-VL on image-caption alignment of the synthetic scenes."""
+
+    steps: int = Field(600, ge=0, description="optimizer steps")
+    batch_size: int = Field(32, ge=1, description="image-caption pairs per step")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW, linear warm-up then cosine decay)")
+    temperature: float = Field(0.05, gt=0, description="temperature of the symmetric image-caption InfoNCE")
+    captions: list[Literal["objects", "relation", "region", "scene"]] = Field(
         default_factory=lambda: ["objects", "relation", "region", "scene"],
         min_length=1,
         description="caption kinds drawn per image: colours+shapes, a relation, an object at a place, the scene",
     )
-    vlm_dense_weight: float = Field(
+    dense_weight: float = Field(
         1.0,
         ge=0,
         description="weight of per-location colour/shape/size heads on the merged image tokens (what VIRTUE's "
         "frozen vision tower hands the LLM); 0 = the heads train on detached tokens as a probe",
     )
-    vlm_caption_weight: float = Field(
+    caption_weight: float = Field(
         5.0,
         ge=0,
         description="weight of heads that read each element of a SCaR-grammar caption (objects, predicate, "
         "scene) back from its embedding; 0 = the heads train on detached embeddings as a probe",
     )
-    vlm_eval_images: int = Field(200, ge=2, description="held-out images (eval split) for retrieval R@1")
+    eval_images: int = Field(200, ge=2, description="held-out images (eval split) for retrieval R@1")
+
+
+class PretrainConfig(Section):
+    """Backbone pre-training for the embedded default (no downloadable checkpoints here): the tiny SAM-2 on
+    promptable segmentation of the synthetic scenes, the tiny Qwen2-VL on image-caption alignment."""
+
+    renamed = _RENAMED
+
+    seed: int = 0
+    scenes_dir: str = Field("data/scar-synth", description="folder whose scenes (read_scenes) both stages train on")
+    output_dir: str = Field("runs/backbones", description="where the save_pretrained folders go")
+    sam: SamPretrainConfig = Field(default_factory=SamPretrainConfig, description="the SAM-2 stage")
+    vlm: VlmPretrainConfig = Field(default_factory=VlmPretrainConfig, description="the Qwen2-VL stage")

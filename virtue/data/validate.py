@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ..errors import UserError
+from ..paths import in_workspace
 from .images import image_size, load_rgb
 from .masks import decode_segmentation
 
@@ -67,7 +68,7 @@ class Images:
     def resolve(self, rel: str | None) -> tuple[Path, tuple[int, int]]:
         if not rel:
             raise RowError("empty image path")
-        path = Path(rel) if Path(rel).is_absolute() else self.root / rel
+        path = in_workspace(rel, self.root)
         if path not in self._sizes:
             if not path.is_file():
                 raise RowError(f"image {path} does not exist")

@@ -108,10 +108,9 @@ def feature_cache(cfg: ExperimentConfig, embedder):
     if not cfg.train.feature_cache:
         return None
     from ..train.cache import FeatureCache
-    from ..train.loop import cache_settings
 
     root = workspace_root() / cfg.train.feature_cache_dir
-    return FeatureCache(root, embedder.frozen_fingerprint(), cache_settings(cfg))
+    return FeatureCache(root, embedder.frozen_fingerprint())
 
 
 def resolve(root: Path, path: str | None) -> str | None:

@@ -17,6 +17,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_res
 
 from ..config.model import BackboneConfig
 from ..errors import UserError
+from ..paths import in_workspace
 from . import presets
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -28,7 +29,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def _resolve(spec: str, root: Path) -> tuple[Path | None, str]:
     """A local folder (relative to the workspace) or, failing that, a hub id."""
     p = Path(spec)
-    local = p if p.is_absolute() else root / p
+    local = in_workspace(p, root)
     return (local, str(local)) if local.is_dir() else (None, spec)
 
 
@@ -132,7 +133,7 @@ def _from_meta_checkpoint(spec: BackboneConfig, image_size: int, root: Path, dty
     from .sam2_meta import CHECKPOINT_PRESETS, load_meta_checkpoint
 
     ckpt = Path(spec.checkpoint)
-    ckpt = ckpt if ckpt.is_absolute() else root / ckpt
+    ckpt = in_workspace(ckpt, root)
     if not ckpt.is_file():
         raise UserError(f"model.sam.checkpoint: {ckpt}: no such file")
     name = spec.preset or presets.HUB_IDS.get(spec.path or "") or CHECKPOINT_PRESETS.get(ckpt.name)

@@ -9,11 +9,12 @@ import torch
 
 from ..config.model import ModelConfig
 from ..errors import UserError
-from ..paths import workspace_root
+from ..paths import in_workspace, workspace_root
 from .adapters import apply_freeze_policy
 from .backbones import build_sam, build_vlm, load_tokenizer, train_tokenizer, vlm_image_tokens
 from .connector import Connector
 from .embedder import Embedder
+from .frozen import frozen_settings
 from .interop import find_release_config, load_release_connector, read_virtue_sam
 from .processor import Processor
 from .segmentation import SegmentationStream
@@ -32,7 +33,7 @@ def _load_release(cfg: ModelConfig, connector: Connector, root: Path) -> None:
     """The released connector; the release's config.json (beside its Qwen2-VL weights: a folder's, or a hub
     id's in the HF cache) must agree on N."""
     path = Path(cfg.release_connector)
-    load_release_connector(connector, path if path.is_absolute() else root / path)
+    load_release_connector(connector, in_workspace(path, root))
     config_json = find_release_config(cfg.vlm.path, root) if cfg.vlm.path else None
     if config_json is not None and "virtue_sam" in config_json.read_text(encoding="utf-8"):
         block = read_virtue_sam(config_json)
@@ -82,21 +83,13 @@ def build_embedder(
         vc = vlm.config.vision_config
         pixels = (cfg.vlm_min_pixels, cfg.vlm_max_pixels) if cfg.vlm_resize == "native" else None
         stretch = cfg.vlm_eval_stretch if for_eval else None
-        settings = (
-            f"{cfg.variant}|{cfg.vlm_image_size}|{cfg.sam_image_size}|{cfg.num_points}|{cfg.official_compat}"
-            f"|{cfg.sam_box_mask}"
-        )
-        if cfg.official_compat:  # the unprompted grid moved into SAM-2's frame: older compat features are stale
-            settings += "|grid=sam-frame"
-        if pixels is not None:  # only then: the square default keeps the fingerprints of existing caches
-            settings += f"|native={pixels[0]}-{pixels[1]}|stretch={stretch}"
         embedder = Embedder(
             vlm,
             segmentation,
             connector,
             image_tokens=vlm_image_tokens(vc, cfg.vlm_image_size, pixels),
             official_compat=cfg.official_compat,
-            fingerprint_extra=settings,
+            fingerprint_extra=frozen_settings(cfg, for_eval=for_eval),
             train_sam_decoder=cfg.sam_trainable == "decoder",
             seg_rope=cfg.seg_rope,
         )

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import UserError
 from ..io import atomic_path
+from ..paths import in_workspace
 from .connector import Connector
 
 RELEASE_FILE = "sam2_reducer_and_vlm_layer.pth"
@@ -90,7 +91,7 @@ def find_release_config(vlm_path: str, root: Path) -> Path | None:
     """The config.json beside the VLM weights at model.vlm.path: in a local folder, or for a hub id in the
     local HF cache where transformers put it (downloaded only where the hub answers). None where there is
     none; a warning where a hub id's cannot be had, since the checks that need it are then skipped."""
-    local = Path(vlm_path) if Path(vlm_path).is_absolute() else root / vlm_path
+    local = in_workspace(vlm_path, root)
     if local.is_dir():
         return local / "config.json" if (local / "config.json").is_file() else None
     try:

@@ -3,7 +3,7 @@ tiny SAM-2s of other capacities), pre-trained by the sweep driver before the tri
 
 Only SAM-2 is trained: `virtue pretrain`'s own code with the VLM steps set to 0 and its (untrained) VLM
 written to a scratch folder beside the SAM-2, so the extra backbones get exactly the main SAM-2's recipe and
-budget (the study's overrides and --set, e.g. pretrain.sam_steps). metrics.json next to each holds its
+budget (the study's overrides and --set, e.g. pretrain.sam.steps). metrics.json next to each holds its
 held-out mIoU."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ExperimentConfig, load_experiment
-from ..paths import workspace_root
+from ..paths import in_workspace, workspace_root
 from .study import BackboneJob, StudySpec
 
 # The VLM half of `virtue pretrain` is skipped: no steps, and the smallest held-out set its evaluation accepts.
-SAM_ONLY = ["pretrain.vlm_steps=0", "pretrain.vlm_eval_images=2"]
+SAM_ONLY = ["pretrain.vlm.steps=0", "pretrain.vlm.eval_images=2"]
 
 
 def backbone_config(spec: StudySpec, job: BackboneJob) -> ExperimentConfig:
@@ -48,7 +48,7 @@ def missing_backbones(spec: StudySpec) -> list[BackboneJob]:
         b
         for b in spec.backbones
         if f"model.sam.path={b.path}" in used
-        and not (Path(b.path) if Path(b.path).is_absolute() else root / b.path).is_dir()
+        and not in_workspace(b.path, root).is_dir()
     ]
 
 

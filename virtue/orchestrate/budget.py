@@ -63,7 +63,7 @@ def read_budget(path: str | os.PathLike) -> Budget:
         f"train.hard_negatives={g('train.hard_negatives')}",
         f"eval.batch_size={g('eval.batch_size')}",
         f"pretrain.seed={g('pretrain.seed')}",
-        f"pretrain.sam_steps={g('pretrain.sam_steps')}",
+        f"pretrain.sam.steps={g('pretrain.sam.steps')}",
     ]
     from ..data.synth.mmeb import TASKS
     from ..data.synth.scar import SUBSETS

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..config import ExperimentConfig, load_resolved
 from ..errors import UserError
-from ..paths import workspace_root
+from ..paths import in_workspace, workspace_root
 from .inputs import code_digest, read_paths, tree_digest
 
 CELLS = Path("runs") / "cells"
@@ -46,7 +46,7 @@ def cell_key(cfg: ExperimentConfig) -> str:
     files = {}
     for rel in [*read_paths(cfg), cfg.train.init_from]:
         if rel:
-            p = Path(rel) if Path(rel).is_absolute() else root / rel
+            p = in_workspace(rel, root)
             files[rel] = _folder_digest(str(p)) if p.is_dir() else (_file_digest(p) if p.is_file() else "missing")
     blob = json.dumps({"config": result_fields(cfg), "files": files, "code": code_digest()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]

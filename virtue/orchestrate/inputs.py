@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..config import ExperimentConfig
 from ..io import write_json
-from ..paths import workspace_root
+from ..paths import in_workspace, workspace_root
 from .study import StudySpec
 
 # The packages whose code decides a trial's numbers.
@@ -60,7 +60,7 @@ def study_inputs(spec: StudySpec, cfgs: list[ExperimentConfig], own_dir: Path) -
     files: dict[str, str] = {}
     for cfg in cfgs:
         for rel in read_paths(cfg):
-            p = Path(rel) if Path(rel).is_absolute() else root / rel
+            p = in_workspace(rel, root)
             if p.is_dir() and own_dir.resolve() not in p.resolve().parents and rel not in files:
                 files[rel] = tree_digest(p)
     return {

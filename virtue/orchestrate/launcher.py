@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config.launcher import LauncherConfig
-from ..paths import workspace_root
+from ..paths import in_workspace
 
 T = TypeVar("T")
 
@@ -24,7 +24,7 @@ class LaunchError(RuntimeError):
 
 def log_folder(launcher: LauncherConfig, name: str) -> Path:
     folder = Path(launcher.log_dir)
-    folder = folder if folder.is_absolute() else workspace_root() / folder
+    folder = in_workspace(folder)
     return folder / name
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..paths import workspace_root
+from ..tracker import Tracker
 from ..train.checkpoint import WEIGHTS
 from .cells import adopt_finished_run, cell_dir
 from .study import StudySpec, cell_seeds, trial_config, trial_overrides
@@ -48,7 +49,7 @@ def enqueue_grid(study, spec: StudySpec, seeds: int) -> int:
 class Asked:
     trial: Any  # optuna.trial.Trial, RUNNING
     job: TrialSpec
-    tracker: Any  # the trial's MLflow child run
+    tracker: Tracker  # the trial's MLflow child run
     reused: dict | None  # the cell's result, when some study already has it
 
 

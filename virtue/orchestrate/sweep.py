@@ -252,10 +252,7 @@ def run_sweep(
     import optuna
     from optuna.trial import TrialState
 
-    if executor not in EXECUTORS:
-        raise UserError(f"--executor {executor}: expected one of {', '.join(EXECUTORS)}")
-    if workers < 1:
-        raise UserError(f"--workers {workers}: must be at least 1")
+    _check_args(executor, workers)
     seeds = seeds or spec.seeds
     start = time.monotonic()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -264,8 +261,36 @@ def run_sweep(
     if spec.backbones:
         pre = threads or default_threads(spec, executor, workers)
         pretrain_backbones(spec, executor=executor, workers=workers, threads=pre, folder=sweep_dir(spec) / "logs")
+    study = _open_study(spec, url)
+    parent = _open_parent_run(spec, study)
+    requeued = _requeue_dead(study, spec)
+    run = dict(url=url, executor=executor, workers=workers, threads=threads, parent=parent.run_id)
+    reused = 0
+    if spec.sampler == "grid":
+        failed, reused = _run_grid(study, spec, seeds=seeds, **run)
+    else:
+        failed = _run_search(study, spec, **run)
+    report, summary = _finish(spec, study, seeds, parent, failed)
+    completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    wall = time.monotonic() - start
+    return SweepResult(spec.name, completed, failed, requeued, report, wall, reused, bool(summary.get("complete")))
+
+
+def _check_args(executor: str, workers: int) -> None:
+    """Refuse an unknown executor or fewer than one worker before anything runs."""
+    if executor not in EXECUTORS:
+        raise UserError(f"--executor {executor}: expected one of {', '.join(EXECUTORS)}")
+    if workers < 1:
+        raise UserError(f"--workers {workers}: must be at least 1")
+
+
+def _open_study(spec: StudySpec, url: str):
+    """The study's Optuna study in the storage at `url` (created on first use, else loaded), with the
+    sampler and pruner the study asks for."""
+    import optuna
+
     sampler, pruner = sampler_and_pruner(spec)
-    study = optuna.create_study(
+    return optuna.create_study(
         study_name=spec.name,
         storage=open_storage(url),
         sampler=sampler,
@@ -273,29 +298,36 @@ def run_sweep(
         direction=spec.direction,
         load_if_exists=True,
     )
-    # The parent MLflow run: created (and the experiment with it) here, once, before any worker starts.
+
+
+def _open_parent_run(spec: StudySpec, study):
+    """The parent MLflow run: created (and the experiment with it) here, once, before any worker starts;
+    its id is kept on the Optuna study for the workers' runs to nest under."""
     base = trial_config(spec, list(spec.overrides))
     sdir = sweep_dir(spec)
     parent = open_tracker(base, sdir, run_name=f"sweep:{spec.name}", tags={"sweep": spec.name}, log_config=False)
     parent.log_params({"sweep.study": spec.name, "sweep.metric": spec.metric, "sweep.sampler": spec.sampler})
     if parent.run_id:
         study.set_user_attr("mlflow_parent_run_id", parent.run_id)
+    return parent
 
+
+def _requeue_dead(study, spec: StudySpec) -> list[int]:
+    """Wait for trials a previous driver's live workers still run, then fail and re-enqueue those a dead
+    worker left RUNNING (with a warning); returns their numbers."""
     _wait_for_live(study, spec)
     requeued = recover_dead_trials(study)
-    if requeued:
-        warnings.warn(f"{spec.name}: trials {requeued} were left RUNNING by a dead worker; re-enqueued", stacklevel=2)
-    run = dict(url=url, executor=executor, workers=workers, threads=threads, parent=parent.run_id)
-    reused = 0
-    if spec.sampler == "grid":
-        failed, reused = _run_grid(study, spec, seeds=seeds, **run)
-    else:
-        failed = _run_search(study, spec, **run)
+    if requeued:  # stacklevel 3: the warning names run_sweep's caller
+        warnings.warn(f"{spec.name}: trials {requeued} were left RUNNING by a dead worker; re-enqueued", stacklevel=3)
+    return requeued
+
+
+def _finish(spec: StudySpec, study, seeds: int, parent, failed: list[str]) -> tuple[Path, dict]:
+    """Write the study's report (.json, and .png where one was drawn), log both to the parent run and close
+    it (FAILED if a job failed); returns the report's path and its summary."""
     report, summary = write_report(spec, study, seeds)
     for p in (report, report.with_suffix(".png")):
         if p.exists():
             parent.log_artifact(p)
     parent.close("FAILED" if failed else "FINISHED")
-    completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    wall = time.monotonic() - start
-    return SweepResult(spec.name, completed, failed, requeued, report, wall, reused, bool(summary.get("complete")))
+    return report, summary

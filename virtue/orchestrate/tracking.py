@@ -18,31 +18,30 @@ import urllib.request
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ..config import ExperimentConfig, flatten
 from ..io import write_json
 from ..paths import workspace_root
+from ..tracker import METRICS_FILE, LocalTracker, append_metrics
 
 RUN_FILE = "mlflow_run.json"
-METRICS_FILE = "metrics.jsonl"
 _PARAM_MAX = 6000  # MLflow 3's limit on a param value's length
 
 # A tracking server that is down must cost seconds, not MLflow's default minutes of retries (7 retries,
 # exponential backoff, 120 s timeout). A busy but live server still gets 30 s per request. Users may override.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
 
 
-class Tracker(Protocol):
-    run_id: str | None
-
-    def log_params(self, params: Mapping[str, Any]) -> None: ...
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None: ...
-    def log_artifact(self, path: str | os.PathLike) -> None: ...
-    def set_tags(self, tags: Mapping[str, Any]) -> None: ...
-    def close(self, status: str = "FINISHED") -> None: ...
+def quick_http_failures() -> None:
+    """Set HTTP_DEFAULTS where the user has not: called when a tracker opens, not when this module is imported
+    (an import must not change the environment of a program that only reads a helper from here)."""
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
 
 
 def tracking_uri(cfg: ExperimentConfig | None = None, root: Path | None = None) -> str:
@@ -134,43 +133,6 @@ def ensure_experiment(client, name: str, uri: str, root: Path | None = None) -> 
         return exp.experiment_id
 
 
-class NullTracker:
-    """tracking.enabled: false. Metrics still go to the run folder when one is given."""
-
-    run_id: str | None = None
-
-    def __init__(self, run_dir: str | os.PathLike | None = None):
-        self._metrics = Path(run_dir) / METRICS_FILE if run_dir is not None else None
-
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        pass
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        if self._metrics is not None:
-            _append_metrics(self._metrics, metrics, step)
-
-    def log_artifact(self, path: str | os.PathLike) -> None:
-        pass
-
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        pass
-
-    def close(self, status: str = "FINISHED") -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, *_):
-        self.close("FAILED" if exc_type else "FINISHED")
-
-
-def _append_metrics(path: Path, metrics: Mapping[str, float], step: int | None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps({"step": step, **{k: float(v) for k, v in metrics.items()}}) + "\n")
-
-
 _WARNED_URIS: set[str] = set()
 
 
@@ -197,6 +159,7 @@ class MlflowTracker:
         self._metrics = run_dir / METRICS_FILE
         self._client = None
         self._known_params: set[str] = set()
+        quick_http_failures()
         if uri.startswith(("http://", "https://")) and not _http_reachable(uri):
             self._go_offline(f"tracking server {uri} is unreachable")
             return
@@ -270,7 +233,7 @@ class MlflowTracker:
         self._known_params.update(p.key for p in items)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        _append_metrics(self._metrics, metrics, step)
+        append_metrics(self._metrics, metrics, step)
         if self._client is None:
             return
         from mlflow.entities import Metric
@@ -294,12 +257,6 @@ class MlflowTracker:
         if self._client is not None:
             self._call(self._client.set_terminated, self.run_id, status=status)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, *_):
-        self.close("FAILED" if exc_type else "FINISHED")
-
 
 def metric_name(key: str) -> str:
     """MLflow allows only [A-Za-z0-9_-. :/] in names: 'scar.overall.hit@1' -> 'scar.overall.hit_at_1'."""
@@ -322,13 +279,13 @@ def open_tracker(
     run_id: str | None = None,
     log_config: bool = True,
     attach_stored: bool = True,
-) -> MlflowTracker | NullTracker:
+) -> MlflowTracker | LocalTracker:
     """The tracker of one run: params = the flattened resolved config, tags = git SHA + `tags` (e.g. the data
     hash). Re-attaches to `run_id`, else to the run recorded in run_dir (unless attach_stored is False: a
     sweep cell's folder is shared by the studies that need it, each with its own run), else starts a new run."""
     run_dir = Path(run_dir)
     if not cfg.tracking.enabled:
-        return NullTracker(run_dir)
+        return LocalTracker(run_dir)
     root = workspace_root()
     all_tags = {"git_sha": git_sha(root), "experiment": cfg.name, **(tags or {})}
     uri = tracking_uri(cfg, root)

@@ -25,6 +25,7 @@ import submitit
 
 from ..io import write_json
 from ..paths import workspace_root
+from ..tracker import tracked_run
 from .study import StudySpec, flat_numbers, load_objective, pick_metric, trial_config
 from .tracking import open_tracker
 
@@ -116,16 +117,9 @@ def run_one(t: TrialSpec) -> dict:
     tags = {"sweep": t.spec.name, "cell": t.cell_key, "optuna.trial_number": t.number}
     tracker = open_tracker(cfg, t.run_dir, run_name=f"{t.spec.name}/{t.cell_key}", parent_run_id=t.parent_run_id,
                            tags=tags, run_id=t.mlflow_run_id, attach_stored=False)  # fmt: skip
-    try:
+    with tracked_run(tracker):  # a signal-driven exit (requeue) closes KILLED: the trial stays RUNNING
         numbers, value = call_objective(t.spec, cfg, tracker, t.run_dir)
-    except Exception:
-        tracker.close("FAILED")
-        raise
-    except BaseException:  # a signal-driven exit (requeue) is not a failure: the trial stays RUNNING
-        tracker.close("KILLED")
-        raise
-    tracker.log_metrics(numbers)
-    tracker.close("FINISHED")
+        tracker.log_metrics(numbers)
     return {"value": value, "metrics": numbers}
 
 
@@ -187,10 +181,6 @@ def run_search(s: SearchSpec) -> list[int]:
     """Ask, run and tell trials until the study holds n_trials that are complete, pruned or running (two
     workers may both start the last one: at most workers - 1 more). Returns the numbers this worker ran."""
     import optuna
-    from optuna.trial import TrialState
-
-    from .cells import cell_dir
-    from .study import trial_overrides
 
     os.environ.update(s.env)
     _threads(s.threads)
@@ -199,52 +189,63 @@ def run_search(s: SearchSpec) -> list[int]:
     ran = []
     while not search_done(study, s.n_trials):
         trial = study.ask()
-        params = suggest(trial, s.spec)
-        for k, v in {"worker_host": socket.gethostname(), "worker_pid": os.getpid(),
-                     "slurm_job_id": os.environ.get("SLURM_JOB_ID")}.items():  # fmt: skip
-            trial.set_user_attr(k, v)
-        key = trial.user_attrs.get("cell_key") or f"t{trial.number}"
-        placeholder = trial_config(s.spec, trial_overrides(s.spec, params, 0, Path("cell")))
-        run_dir = cell_dir(placeholder)
-        cfg = trial_config(s.spec, trial_overrides(s.spec, params, 0, run_dir))
-        trial.set_user_attr("cell_key", key)
-        trial.set_user_attr("run_dir", os.path.relpath(run_dir, workspace_root()))
-        tags = {"sweep": s.spec.name, "cell": key, "optuna.trial_number": trial.number}
-        run_id = trial.user_attrs.get("mlflow_run_id")
-        tracker = open_tracker(cfg, run_dir, run_name=f"{s.spec.name}/{key}", parent_run_id=s.parent_run_id,
-                               tags=tags, run_id=run_id, attach_stored=False)  # fmt: skip
-        if tracker.run_id:
-            trial.set_user_attr("mlflow_run_id", tracker.run_id)
-        pruned_at: list[int] = []
+        run_search_trial(study, trial, s)
+        ran.append(trial.number)
+    return ran
 
-        def report(step: int, value: float, trial=trial, tracker=tracker, pruned_at=pruned_at) -> None:
-            trial.report(value, step)
-            tracker.log_metrics({f"intermediate.{s.spec.metric}": value}, step=step)
-            if trial.should_prune():
-                pruned_at.append(step)
-                raise optuna.TrialPruned(f"trial {trial.number} pruned at step {step} ({value:.4f})")
 
+def _search_cell(trial, s: SearchSpec):
+    """The trial's configuration and cell folder from its suggested parameters; its bookkeeping attributes."""
+    from .cells import cell_dir
+    from .study import trial_overrides
+
+    params = suggest(trial, s.spec)
+    for k, v in {"worker_host": socket.gethostname(), "worker_pid": os.getpid(),
+                 "slurm_job_id": os.environ.get("SLURM_JOB_ID")}.items():  # fmt: skip
+        trial.set_user_attr(k, v)
+    key = trial.user_attrs.get("cell_key") or f"t{trial.number}"
+    placeholder = trial_config(s.spec, trial_overrides(s.spec, params, 0, Path("cell")))
+    run_dir = cell_dir(placeholder)
+    cfg = trial_config(s.spec, trial_overrides(s.spec, params, 0, run_dir))
+    trial.set_user_attr("cell_key", key)
+    trial.set_user_attr("run_dir", os.path.relpath(run_dir, workspace_root()))
+    return cfg, run_dir, key
+
+
+def run_search_trial(study, trial, s: SearchSpec) -> None:
+    """Run one asked trial in its own MLflow child run and tell Optuna how it ended: COMPLETE with its value,
+    PRUNED (the run FINISHED, tagged with the step), FAIL on an error; a signal leaves it RUNNING (KILLED)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    cfg, run_dir, key = _search_cell(trial, s)
+    tags = {"sweep": s.spec.name, "cell": key, "optuna.trial_number": trial.number}
+    tracker = open_tracker(cfg, run_dir, run_name=f"{s.spec.name}/{key}", parent_run_id=s.parent_run_id,
+                           tags=tags, run_id=trial.user_attrs.get("mlflow_run_id"), attach_stored=False)  # fmt: skip
+    if tracker.run_id:
+        trial.set_user_attr("mlflow_run_id", tracker.run_id)
+    pruned_at: list[int] = []
+
+    def report(step: int, value: float) -> None:
+        trial.report(value, step)
+        tracker.log_metrics({f"intermediate.{s.spec.metric}": value}, step=step)
+        if trial.should_prune():
+            pruned_at.append(step)
+            raise optuna.TrialPruned(f"trial {trial.number} pruned at step {step} ({value:.4f})")
+
+    with tracked_run(tracker):
         try:
             numbers, value = call_objective(s.spec, cfg, tracker, str(run_dir), report=report)
         except optuna.TrialPruned:
             study.tell(trial, state=TrialState.PRUNED)
             tracker.set_tags({"optuna.state": "PRUNED", "pruned_at_step": pruned_at[-1]})
-            tracker.close("FINISHED")
-            ran.append(trial.number)
-            continue
+            return
         except Exception:
             study.tell(trial, state=TrialState.FAIL)
-            tracker.close("FAILED")
-            raise
-        except BaseException:
-            tracker.close("KILLED")
             raise
         tracker.log_metrics(numbers)
         tracker.set_tags({"optuna.state": "COMPLETE"})
         study.tell(trial, value)
-        tracker.close("FINISHED")
-        ran.append(trial.number)
-    return ran
 
 
 class SearchJob(submitit.helpers.Checkpointable):

@@ -24,7 +24,7 @@ from ..eval.metrics import VLM2VEC_KS, VLM2VEC_NAMES
 from ..eval.mmeb import SPLITS
 from ..eval.outputs import safe_name
 from ..io import write_json
-from ..paths import workspace_root
+from ..paths import in_workspace, workspace_root
 
 PRIMARY = "hit@1"
 SCORE_KEYS = ("num_queries", *(f"{name}@{k}" for k in VLM2VEC_KS for name in VLM2VEC_NAMES))
@@ -205,7 +205,7 @@ def embedding_dimension(vlm: BackboneConfig, root: Path) -> tuple[int | None, st
         from ..models.presets import qwen2vl_config
 
         return int(qwen2vl_config(vlm.preset).text_config.hidden_size), ""
-    local = Path(vlm.path) if Path(vlm.path).is_absolute() else root / vlm.path
+    local = in_workspace(vlm.path, root)
     if local.is_dir():
         config_json = local / "config.json"
     else:

@@ -44,12 +44,13 @@ def log_evaluation(cfg: ExperimentConfig, eval_dir: str | Path, checkpoint: str,
     if not cfg.tracking.enabled:
         return None
     from ..orchestrate.tracking import open_tracker
+    from ..tracker import tracked_run
 
     eval_dir = Path(eval_dir)
     tags = {"kind": "eval", "checkpoint": str(checkpoint), "variant": cfg.model.variant,
             "train_run_id": training_run_id(checkpoint)}  # fmt: skip
-    tracker = open_tracker(cfg, eval_dir, run_name=f"eval-{cfg.name}", tags=tags, attach_stored=False)
-    with tracker:
+    opened = open_tracker(cfg, eval_dir, run_name=f"eval-{cfg.name}", tags=tags, attach_stored=False)
+    with tracked_run(opened) as tracker:
         tracker.log_metrics(dict(numeric_leaves(metrics)))
         for name in ("metrics.json", "config.yaml", "predictions.parquet"):
             if (eval_dir / name).is_file():

@@ -37,12 +37,12 @@ def file_hash(path: str) -> str:
 
 
 class FeatureCache:
-    """fingerprint: the frozen weights (embedder.frozen_fingerprint()); settings: everything else the frozen
-    output depends on (input sizes, point-grid size, variant), as one string."""
+    """fingerprint: embedder.frozen_fingerprint(), the digest of the frozen weights and of every setting
+    their output depends on (virtue.models.frozen)."""
 
-    def __init__(self, root: Path, fingerprint: str, settings: str):
+    def __init__(self, root: Path, fingerprint: str):
         self.root = Path(root)
-        self.salt = f"{fingerprint}|{settings}"
+        self.salt = fingerprint
         self.hits = self.misses = 0
 
     def key(self, side: Side) -> str:

@@ -20,9 +20,10 @@ from tqdm.auto import tqdm
 from ..config import ExperimentConfig, write_resolved
 from ..config.train import TrainConfig
 from ..data.types import Side, TrainPair
-from ..errors import UserError
+from ..errors import TrainingInterrupted, UserError
 from ..models.precision import mixed_precision
-from ..paths import workspace_root
+from ..paths import in_workspace, workspace_root
+from ..tracker import LocalTracker, Tracker
 from .batches import Chunk, StepBatches, StepInputs, chunked, step_inputs
 from .cache import FeatureCache
 from .checkpoint import (
@@ -40,19 +41,10 @@ from .checkpoint import (
 from .distributed import DistEnv, average_gradients, broadcast_parameters, init_distributed, seed_everything
 from .gradcache import gradcache_backward
 from .loss import backward_scale, info_nce
-from .metrics import RunFolderTracker
 from .rundir import check_run_folder, trim_metrics
 from .sampler import Batch, SourceBatchSampler
 
 StepHook = Callable[[int, Any, Any], None]  # (step, embedder, processor), after each optimizer step
-
-
-class TrainingInterrupted(Exception):
-    """A stop signal arrived; a checkpoint was saved at the step boundary and training returned."""
-
-    def __init__(self, checkpoint: Path, signum: int):
-        super().__init__(f"stopped by signal {signum}; checkpoint {checkpoint}; run again to resume")
-        self.checkpoint, self.signum = checkpoint, signum
 
 
 def run_dir_of(cfg: ExperimentConfig) -> Path:
@@ -171,7 +163,7 @@ def _resume_from(tc: TrainConfig, run_dir: Path, embedder: Any, device: str) -> 
     if tc.resume == "auto":
         return load_latest_checkpoint(run_dir / "checkpoints", shapes, device=device)
     path = Path(tc.resume)
-    path = path if path.is_absolute() else workspace_root() / path
+    path = in_workspace(path)
     if not path.is_dir():
         raise UserError(f"train.resume: no such checkpoint folder {path}")
     return load_checkpoint(path, shapes, device=device)
@@ -189,7 +181,7 @@ def clip_gradients(params: list[torch.nn.Parameter], max_norm: float | None) -> 
 def init_from(embedder: Any, source: str) -> list[str]:
     """Load train.init_from's weights into `embedder`; returns the trainable tensors it did not hold."""
     path = Path(source)
-    path = find_weights(path if path.is_absolute() else workspace_root() / path)
+    path = find_weights(in_workspace(path))
     state, _ = read_weights(path)
     own = {n: p for n, p in embedder.named_parameters() if p.requires_grad}
     foreign = sorted(state.keys() - own.keys())
@@ -212,14 +204,15 @@ def fit(
     run_dir: Path,
     *,
     env: DistEnv | None = None,
-    tracker: Any = None,
-    cache_settings: str = "",
+    tracker: Tracker | None = None,
     source_weights: dict[str, float] | None = None,
     on_step: StepHook | None = None,
 ) -> Path:
     """Train `embedder` (its trainable parameters) on `pairs`; returns the run folder holding config.yaml,
     checkpoints/, metrics and the final trainable weights (trainable.safetensors). `on_step(step, embedder,
-    processor)` runs after every optimizer step (an intermediate evaluation; it may raise to stop the run)."""
+    processor)` runs after every optimizer step (an intermediate evaluation; it may raise to stop the run).
+    Without a tracker the main rank keeps the metrics in the run folder (a given one was opened, its params
+    logged, by the caller, who also closes it)."""
     tc, env = cfg.train, env or DistEnv()
     run_dir = Path(run_dir)
     if env.is_main:
@@ -228,67 +221,61 @@ def fit(
         write_resolved(cfg, run_dir)
     if tc.init_from:  # a resumed run's checkpoint below replaces these values
         init_from(embedder, tc.init_from)
-    params = [p for p in embedder.parameters() if p.requires_grad]
-    broadcast_parameters(params)
-    optimizer = _optimizer(embedder, tc)
-    scheduler = _schedule(optimizer, tc)
+    state = _TrainState(embedder, tc, run_dir / "checkpoints")
+    encoder, dataset = _step_source(embedder, processor, pairs, tc, env, source_weights)
+    seed_everything(tc.seed + env.rank)
+    start = state.resume(run_dir, env)
+    if env.is_main:
+        trim_metrics(run_dir / "metrics.jsonl", start)
+        tracker = tracker or LocalTracker(run_dir)
+    embedder.train()
+    _run_steps(state, encoder, dataset, start, tc, env, tracker, on_step)
+    state.checkpoint(tc.steps)
+    if env.is_main:
+        _save_result(cfg, run_dir, embedder, tracker)
+    return run_dir
+
+
+def _step_source(
+    embedder: Any,
+    processor: Any,
+    pairs: Sequence[TrainPair],
+    tc: TrainConfig,
+    env: DistEnv,
+    source_weights: dict[str, float] | None,
+) -> tuple[Encoder, StepBatches]:
+    """The encoder (with the frozen-feature cache when train.feature_cache is on) and this rank's step batches."""
     sampler = SourceBatchSampler(
         pairs, tc.batch_size, tc.seed, tc.hard_negatives, source_weights, tc.hard_negative_kinds, tc.source_mixing
     )
-    cache = None
-    if tc.feature_cache:
-        cache_root = workspace_root() / tc.feature_cache_dir
-        cache = FeatureCache(cache_root, embedder.frozen_fingerprint(), cache_settings)
+    cache = FeatureCache(workspace_root() / tc.feature_cache_dir, embedder.frozen_fingerprint()) if (
+        tc.feature_cache
+    ) else None  # fmt: skip
     encoder = Encoder(embedder, processor, env.device, cache, autocast=tc.autocast)
     dataset = StepBatches(
-        sampler,
-        processor,
-        chunk=tc.gradcache_chunk,
-        rank=env.rank,
-        world_size=env.world_size,
+        sampler, processor, chunk=tc.gradcache_chunk, rank=env.rank, world_size=env.world_size,
         process=tc.num_workers > 0,
-    )
+    )  # fmt: skip
+    return encoder, dataset
 
-    start = 0
-    seed_everything(tc.seed + env.rank)
-    ckpt = _resume_from(tc, run_dir, embedder, env.device)
-    if ckpt is not None:
-        embedder.load_trainable_state_dict(ckpt.trainable)
-        optimizer.load_state_dict(ckpt.state["optimizer"])
-        scheduler.load_state_dict(ckpt.state["scheduler"])
-        start = int(ckpt.state["data_position"])
-        if ckpt.rng is not None:
-            restore_rng(ckpt.rng)
-        else:  # resumed with more ranks than it was saved with: fresh, but still deterministic, streams
-            seed_everything(tc.seed + env.rank + 1_000_003 * start)
 
-    if env.is_main:
-        trim_metrics(run_dir / "metrics.jsonl", start)
-    own_tracker = tracker is None and env.is_main  # a given tracker was opened (params logged) by the caller
-    if own_tracker:
-        tracker = RunFolderTracker(run_dir)
-    ckpt_dir = run_dir / "checkpoints"
-
-    def checkpoint(step: int) -> Path:
-        return save_checkpoint(
-            ckpt_dir,
-            step,
-            trainable=embedder.trainable_state_dict(),
-            optimizer=optimizer,
-            scheduler=scheduler,
-            data_position=step,
-        )
-
-    embedder.train()
-    quiet = not sys.stderr.isatty() or not env.is_main
+def _run_steps(
+    state: _TrainState,
+    encoder: Encoder,
+    dataset: StepBatches,
+    start: int,
+    tc: TrainConfig,
+    env: DistEnv,
+    tracker: Tracker | None,
+    on_step: StepHook | None,
+) -> None:
+    """Optimizer steps start..train.steps with a progress bar; a stop signal checkpoints and raises
+    TrainingInterrupted; a checkpoint every train.checkpoint_every steps; then fit's on_step hook."""
     loader = step_inputs(
-        dataset,
-        start,
-        tc.steps,
-        num_workers=tc.num_workers,
-        prefetch_factor=tc.prefetch_factor,
+        dataset, start, tc.steps, num_workers=tc.num_workers, prefetch_factor=tc.prefetch_factor,
         pin_memory=env.device.startswith("cuda"),
-    )
+    )  # fmt: skip
+    quiet = not sys.stderr.isatty() or not env.is_main
     with (
         loader as steps,  # workers start here, before the stop handlers: they must not rely on inheriting them
         StopRequest() as stop,
@@ -297,47 +284,93 @@ def fit(
         t0 = time.perf_counter()
         for inputs in steps:
             waited = time.perf_counter() - t0  # for the next step's inputs: 0 when the workers keep up
-            loss = _step_loss(encoder, inputs, tc)
-            lr = optimizer.param_groups[0]["lr"]  # the rate this step uses
-            average_gradients(params)
-            grad_norm = clip_gradients(params, tc.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss, lr, grad_norm = state.step(encoder, inputs)
             done = inputs.step + 1
-            seconds = time.perf_counter() - t0
-            metrics = {"loss": loss.item(), "lr": lr, "samples_per_s": tc.batch_size / seconds}
-            if grad_norm is not None:
-                metrics["grad_norm"] = grad_norm
-            if tc.num_workers:
-                metrics["data_wait_s"] = waited
-            if env.device.startswith("cuda"):  # the peak since the run started, this rank's GPU
-                metrics["gpu_peak_gib"] = torch.cuda.max_memory_allocated(env.device) / 2**30
+            metrics = _step_metrics(loss, lr, grad_norm, tc.batch_size / (time.perf_counter() - t0), waited, tc, env)
             if env.is_main:
                 tracker.log_metrics(metrics, step=done)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", samples_s=f"{metrics['samples_per_s']:.1f}")
             bar.update(1)
             if stop.requested():
-                path = checkpoint(done)
-                if own_tracker:
-                    tracker.close("KILLED")
-                raise TrainingInterrupted(path, stop.signum or 0)
+                raise TrainingInterrupted(state.checkpoint(done), stop.signum or 0)
             if tc.checkpoint_every and done % tc.checkpoint_every == 0 and done < tc.steps:
-                checkpoint(done)
+                state.checkpoint(done)
             if on_step is not None:
-                on_step(done, embedder, processor)
+                on_step(done, encoder.embedder, encoder.processor)
             t0 = time.perf_counter()
 
-    checkpoint(tc.steps)
-    if env.is_main:
-        meta = {"step": str(tc.steps), "variant": cfg.model.variant}
-        save_weights(run_dir / WEIGHTS, embedder.trainable_state_dict(), meta)
-        tracker.log_artifact(run_dir / "config.yaml")
-        if (run_dir / "metrics.jsonl").is_file():
-            tracker.log_artifact(run_dir / "metrics.jsonl")
-        if own_tracker:
-            tracker.close("FINISHED")
-    return run_dir
+
+class _TrainState:
+    """The trained parameters with their optimizer and schedule: one optimizer step, checkpoints, resume."""
+
+    def __init__(self, embedder: Any, tc: TrainConfig, ckpt_dir: Path):
+        self.embedder, self.tc, self.ckpt_dir = embedder, tc, ckpt_dir
+        self.params = [p for p in embedder.parameters() if p.requires_grad]
+        broadcast_parameters(self.params)
+        self.optimizer = _optimizer(embedder, tc)
+        self.scheduler = _schedule(self.optimizer, tc)
+
+    def resume(self, run_dir: Path, env: DistEnv) -> int:
+        """Load the latest checkpoint (train.resume) into the model, optimizer, schedule and RNG streams;
+        returns the step to go on from (0: none)."""
+        tc = self.tc
+        ckpt = _resume_from(tc, run_dir, self.embedder, env.device)
+        if ckpt is None:
+            return 0
+        self.embedder.load_trainable_state_dict(ckpt.trainable)
+        self.optimizer.load_state_dict(ckpt.state["optimizer"])
+        self.scheduler.load_state_dict(ckpt.state["scheduler"])
+        start = int(ckpt.state["data_position"])
+        if ckpt.rng is not None:
+            restore_rng(ckpt.rng)
+        else:  # resumed with more ranks than it was saved with: fresh, but still deterministic, streams
+            seed_everything(tc.seed + env.rank + 1_000_003 * start)
+        return start
+
+    def step(self, encoder: Encoder, inputs: StepInputs) -> tuple[float, float, float | None]:
+        """Loss, gradients (averaged over ranks, clipped), one optimizer and schedule step; returns the loss,
+        the learning rate the step used and the gradient norm before clipping (None without train.grad_clip)."""
+        loss = _step_loss(encoder, inputs, self.tc)
+        lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
+        average_gradients(self.params)
+        grad_norm = clip_gradients(self.params, self.tc.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.item(), lr, grad_norm
+
+    def checkpoint(self, step: int) -> Path:
+        return save_checkpoint(
+            self.ckpt_dir,
+            step,
+            trainable=self.embedder.trainable_state_dict(),
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            data_position=step,
+        )
+
+
+def _step_metrics(
+    loss: float, lr: float, grad_norm: float | None, samples_per_s: float, waited: float, tc: TrainConfig, env: DistEnv
+) -> dict[str, float]:
+    """What one step logs; data_wait_s with loader workers, gpu_peak_gib on CUDA."""
+    metrics = {"loss": loss, "lr": lr, "samples_per_s": samples_per_s}
+    if grad_norm is not None:
+        metrics["grad_norm"] = grad_norm
+    if tc.num_workers:
+        metrics["data_wait_s"] = waited
+    if env.device.startswith("cuda"):  # the peak since the run started, this rank's GPU
+        metrics["gpu_peak_gib"] = torch.cuda.max_memory_allocated(env.device) / 2**30
+    return metrics
+
+
+def _save_result(cfg: ExperimentConfig, run_dir: Path, embedder: Any, tracker: Tracker) -> None:
+    """The final trainable weights, and the run's config and metrics as the tracker's artifacts."""
+    meta = {"step": str(cfg.train.steps), "variant": cfg.model.variant}
+    save_weights(run_dir / WEIGHTS, embedder.trainable_state_dict(), meta)
+    tracker.log_artifact(run_dir / "config.yaml")
+    if (run_dir / "metrics.jsonl").is_file():
+        tracker.log_artifact(run_dir / "metrics.jsonl")
 
 
 def load_train_data(cfg: ExperimentConfig) -> tuple[list[TrainPair], dict[str, float]]:
@@ -368,17 +401,7 @@ def load_train_pairs(cfg: ExperimentConfig) -> list[TrainPair]:
     return load_train_data(cfg)[0]
 
 
-def cache_settings(cfg: ExperimentConfig) -> str:
-    """What the frozen features depend on besides image, prompt and frozen weights."""
-    m = cfg.model
-    return (
-        f"variant={m.variant};vlm={m.vlm_image_size};sam={m.sam_image_size};points={m.num_points};"
-        f"compat={m.official_compat};dtype={m.dtype};sam_trainable={m.sam_trainable};"
-        f"box_mask={m.sam_box_mask}"
-    )
-
-
-def train(cfg: ExperimentConfig, *, tracker: Any = None, on_step: StepHook | None = None) -> Path:
+def train(cfg: ExperimentConfig, *, tracker: Tracker | None = None, on_step: StepHook | None = None) -> Path:
     """Train the experiment's embedder; returns the run folder (see `fit`)."""
     from ..models import build_embedder
 
@@ -395,7 +418,6 @@ def train(cfg: ExperimentConfig, *, tracker: Any = None, on_step: StepHook | Non
         run_dir,
         env=env,
         tracker=tracker,
-        cache_settings=cache_settings(cfg),
         source_weights=weights,
         on_step=on_step,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -18,9 +19,11 @@ from ..config.model import BackboneConfig
 from ..errors import UserError
 from ..io import write_json
 from ..models.backbones import build_sam, build_vlm, train_tokenizer, vlm_image_processor
-from ..paths import workspace_root
+from ..paths import in_workspace, workspace_root
+from ..tracker import Tracker, tracked_run
 from .pretrain_data import (
     ATTRIBUTES,
+    SceneImage,
     attribute_classes,
     caption_pairs,
     eval_caption_sets,
@@ -31,6 +34,8 @@ from .pretrain_data import (
 )
 from .pretrain_sam import reset_to_pytorch_init, train_segmenter
 from .pretrain_vlm import train_aligner, vlm_encoder
+
+OnStep = Callable[[int, dict[str, float]], None]  # (step, values): what the tracker logs
 
 
 def _arch(cfg: ExperimentConfig, what: str) -> str:
@@ -44,111 +49,99 @@ def _arch(cfg: ExperimentConfig, what: str) -> str:
     return spec.arch
 
 
-def _target(root: Path, path: str) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() else root / p
-
-
-def _log(tracker, step: int, values: dict[str, float]) -> None:
+def _log(tracker: Tracker | None, step: int, values: dict[str, float]) -> None:
     if tracker is not None:
         tracker.log_metrics(values, step)
 
 
-def pretrain(cfg: ExperimentConfig, *, tracker=None, root: Path | None = None) -> Path:
-    """Train both backbones into model.sam.path and model.vlm.path (metrics and config into
-    pretrain.output_dir); returns pretrain.output_dir. Same config and seed -> same weights."""
-    root = root or workspace_root()
-    p = cfg.pretrain
-    out = root / p.output_dir
-    scenes_dir = root / p.scenes_dir
-    if not scenes_dir.is_dir():
-        raise UserError(f"pretrain.scenes_dir: {scenes_dir}: no such folder (generate it first: virtue data synth)")
-    start = time.perf_counter()
-    train_scenes = load_scenes(scenes_dir, "train")
-    eval_scenes = load_scenes(scenes_dir, "eval")
+def _scenes(root: Path, scenes_dir: str) -> tuple[list[SceneImage], list[SceneImage]]:
+    """The train and eval scenes of pretrain.scenes_dir (both must hold some)."""
+    folder = root / scenes_dir
+    if not folder.is_dir():
+        raise UserError(f"pretrain.scenes_dir: {folder}: no such folder (generate it first: virtue data synth)")
+    train_scenes = load_scenes(folder, "train")
+    eval_scenes = load_scenes(folder, "eval")
     if not train_scenes or not eval_scenes:
-        raise UserError(f"pretrain.scenes_dir: {scenes_dir}: needs scenes in both the train and eval splits")
-    metrics: dict = {"scenes": {"train": len(train_scenes), "eval": len(eval_scenes)}}
-    stage = out / ".staging"
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
+        raise UserError(f"pretrain.scenes_dir: {folder}: needs scenes in both the train and eval splits")
+    return train_scenes, eval_scenes
 
-    # SAM-2: promptable segmentation + appearance heads on the image-side stream.
+
+def _pretrain_sam(
+    cfg: ExperimentConfig, root: Path, scenes: tuple[list[SceneImage], list[SceneImage]], stage: Path, log: OnStep
+) -> dict:
+    """SAM-2: promptable segmentation + appearance heads on the image-side stream, saved in stage/sam2."""
     t0 = time.perf_counter()
+    p, size = cfg.pretrain, cfg.model.sam_image_size
+    train_scenes, eval_scenes = scenes
     torch.manual_seed(p.seed)
-    sam = build_sam(BackboneConfig(preset=_arch(cfg, "sam")), image_size=cfg.model.sam_image_size, root=root)
-    if p.sam_init == "pytorch":
+    sam = build_sam(BackboneConfig(preset=_arch(cfg, "sam")), image_size=size, root=root)
+    if p.sam.init == "pytorch":
         reset_to_pytorch_init(sam)
     classes = attribute_classes()
-    train_seg = segmentation_samples(train_scenes, cfg.model.sam_image_size, classes)
-    eval_seg = segmentation_samples(eval_scenes[: p.sam_eval_scenes], cfg.model.sam_image_size, classes)
-    sam_metrics = train_segmenter(
-        sam,
-        train_seg,
-        eval_seg,
-        {a: len(classes[a]) for a in ATTRIBUTES},
-        steps=p.sam_steps,
-        batch_size=p.sam_batch_size,
-        lr=p.sam_lr,
-        prompts=p.sam_prompts,
-        appearance_weight=p.sam_appearance_weight,
-        seed=p.seed,
-        per_image=p.sam_prompts_per_image,
-        box_mask=cfg.model.sam_box_mask,
-        dense_weight=p.sam_dense_weight,
-        on_step=lambda s, v: _log(tracker, s, v),
+    train_seg = segmentation_samples(train_scenes, size, classes)
+    eval_seg = segmentation_samples(eval_scenes[: p.sam.eval_scenes], size, classes)
+    num_classes = {a: len(classes[a]) for a in ATTRIBUTES}
+    metrics = train_segmenter(
+        sam, train_seg, eval_seg, num_classes, p.sam, seed=p.seed, box_mask=cfg.model.sam_box_mask, on_step=log
     )
     sam.save_pretrained(stage / "sam2")
-    sam_metrics["wall_seconds"] = time.perf_counter() - t0
-    metrics["sam2"] = sam_metrics
+    metrics["wall_seconds"] = time.perf_counter() - t0
+    return metrics
 
-    # Qwen2-VL: tokenizer on every text the workspace will feed it, then image-caption alignment.
+
+def _pretrain_vlm(
+    cfg: ExperimentConfig, root: Path, scenes: tuple[list[SceneImage], list[SceneImage]], stage: Path, log: OnStep
+) -> dict:
+    """Qwen2-VL: tokenizer on every text the workspace will feed it, then image-caption alignment; saved
+    with the tokenizer and the image processor in stage/qwen2vl."""
     t0 = time.perf_counter()
+    p, m = cfg.pretrain, cfg.model
+    train_scenes, eval_scenes = scenes
     torch.manual_seed(p.seed + 1)
     vlm_dir = stage / "qwen2vl"
     tokenizer = train_tokenizer(tokenizer_corpus(root, cfg, train_scenes), vlm_dir)
-    vlm = build_vlm(BackboneConfig(preset=_arch(cfg, "vlm")), root=root, attention=cfg.model.attention)
-    processor_kwargs = dict(
-        vlm_image_size=cfg.model.vlm_image_size,
-        sam_image_size=cfg.model.sam_image_size,
-        seg_tokens=cfg.model.seg_tokens,
-        num_points=cfg.model.num_points,
+    vlm = build_vlm(BackboneConfig(preset=_arch(cfg, "vlm")), root=root, attention=m.attention)
+    params, encode, encode_images = vlm_encoder(
+        vlm,
+        tokenizer,
+        vlm_image_size=m.vlm_image_size,
+        sam_image_size=m.sam_image_size,
+        seg_tokens=m.seg_tokens,
+        num_points=m.num_points,
     )
-    params, encode, encode_images = vlm_encoder(vlm, tokenizer, **processor_kwargs)
-    pairs = caption_pairs(train_scenes, p.vlm_captions, p.seed)
-    eval_sets = eval_caption_sets(eval_scenes[: p.vlm_eval_images], p.vlm_captions, p.seed + 1)
+    held_out = eval_scenes[: p.vlm.eval_images]
+    pairs = caption_pairs(train_scenes, p.vlm.captions, p.seed)
+    eval_sets = eval_caption_sets(held_out, p.vlm.captions, p.seed + 1)
     vc = vlm.config.vision_config
-    grid = cfg.model.vlm_image_size // (vc.patch_size * vc.spatial_merge_size)
-    vlm_metrics = train_aligner(
+    grid = m.vlm_image_size // (vc.patch_size * vc.spatial_merge_size)
+    classes = attribute_classes()
+    metrics = train_aligner(
         params,
         encode,
         encode_images,
         pairs,
         eval_sets,
-        steps=p.vlm_steps,
-        batch_size=p.vlm_batch_size,
-        lr=p.vlm_lr,
-        temperature=p.vlm_temperature,
+        p.vlm,
         seed=p.seed,
         dim=vlm.config.text_config.hidden_size,
-        cells=image_cells([*train_scenes, *eval_scenes[: p.vlm_eval_images]], grid, classes),
+        cells=image_cells([*train_scenes, *held_out], grid, classes),
         num_classes={a: len(classes[a]) for a in ATTRIBUTES},
-        dense_weight=p.vlm_dense_weight,
-        caption_weight=p.vlm_caption_weight,
-        on_step=lambda s, v: _log(tracker, p.sam_steps + s, v),
+        on_step=log,
     )
     vlm.save_pretrained(vlm_dir)
-    vlm_image_processor(vlm.config.vision_config, cfg.model.vlm_image_size).save_pretrained(vlm_dir)
-    vlm_metrics["wall_seconds"] = time.perf_counter() - t0
-    metrics["qwen2vl"] = vlm_metrics
-    metrics["wall_seconds"] = time.perf_counter() - start
+    vlm_image_processor(vlm.config.vision_config, m.vlm_image_size).save_pretrained(vlm_dir)
+    metrics["wall_seconds"] = time.perf_counter() - t0
+    return metrics
 
+
+def _publish(cfg: ExperimentConfig, root: Path, out: Path, stage: Path, metrics: dict) -> None:
+    """Write config and metrics into the staging folder, then replace the previous outputs with it."""
     write_resolved(cfg, stage)
     write_json(stage / "metrics.json", metrics)
     # Replace the previous outputs only once everything is written.
     targets = {
-        "sam2": _target(root, cfg.model.sam.path),
-        "qwen2vl": _target(root, cfg.model.vlm.path),
+        "sam2": in_workspace(cfg.model.sam.path, root),
+        "qwen2vl": in_workspace(cfg.model.vlm.path, root),
         "config.yaml": out / "config.yaml",
         "metrics.json": out / "metrics.json",
     }
@@ -158,8 +151,26 @@ def pretrain(cfg: ExperimentConfig, *, tracker=None, root: Path | None = None) -
         target.parent.mkdir(parents=True, exist_ok=True)
         (stage / name).replace(target)
     shutil.rmtree(stage, ignore_errors=True)
+
+
+def pretrain(cfg: ExperimentConfig, *, tracker: Tracker | None = None, root: Path | None = None) -> Path:
+    """Train both backbones into model.sam.path and model.vlm.path (metrics and config into
+    pretrain.output_dir); returns pretrain.output_dir. Same config and seed -> same weights."""
+    root = root or workspace_root()
+    p = cfg.pretrain
+    out = root / p.output_dir
+    start = time.perf_counter()
+    scenes = _scenes(root, p.scenes_dir)
+    metrics: dict = {"scenes": {"train": len(scenes[0]), "eval": len(scenes[1])}}
+    stage = out / ".staging"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    metrics["sam2"] = _pretrain_sam(cfg, root, scenes, stage, lambda s, v: _log(tracker, s, v))
+    metrics["qwen2vl"] = _pretrain_vlm(cfg, root, scenes, stage, lambda s, v: _log(tracker, p.sam.steps + s, v))
+    metrics["wall_seconds"] = time.perf_counter() - start
+    _publish(cfg, root, out, stage, metrics)
     if tracker is not None:
-        tracker.log_metrics(_flat_numbers(metrics), p.sam_steps + p.vlm_steps)
+        tracker.log_metrics(_flat_numbers(metrics), p.sam.steps + p.vlm.steps)
     return out
 
 
@@ -181,13 +192,8 @@ def pretrain_job(cfg: ExperimentConfig) -> dict:
     from ..orchestrate.tracking import open_tracker
 
     root = workspace_root()
-    tracker = open_tracker(
-        cfg, root / cfg.pretrain.output_dir, run_name=f"{cfg.name}-pretrain", tags={"stage": "pretrain"}
-    )
-    status = "FAILED"
-    try:
+    run_dir = in_workspace(cfg.pretrain.output_dir, root)
+    opened = open_tracker(cfg, run_dir, run_name=f"{cfg.name}-pretrain", tags={"stage": "pretrain"})
+    with tracked_run(opened) as tracker:
         out = pretrain(cfg, tracker=tracker, root=root)
-        status = "FINISHED"
-    finally:
-        tracker.close(status)
     return json.loads((out / "metrics.json").read_text(encoding="utf-8"))

@@ -5,7 +5,7 @@ mask decoder's image-side stream.
 Why the heads: VIRTUE reads that stream (the two-way transformer's "keys"), not the masks. A mask-only
 objective only needs "inside / outside the prompted object" there, so colour and shape can vanish from it
 and the frozen features then tell the LLM nothing it cannot read elsewhere (prototype-findings.md, item 6).
-The heads are thrown away after pre-training; only the SAM-2 weights are saved."""
+The heads (probes.py) are thrown away after pre-training; only the SAM-2 weights are saved."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..config.train import SamPretrainConfig
 from ..data.prompts import BOX_LABELS, POSITIVE, sample_points, to_frame
 from ..models.backbones import box_mask_logits
 from .pretrain_optim import PretrainOptimizer
+from .probes import AppearanceHeads, DenseHeads, aux_features, cell_accuracies
 
 
 @dataclass(frozen=True)
@@ -35,40 +37,6 @@ class SegSample:
     attributes: tuple[int, ...]  # one class id per attribute head
     image: int = 0  # samples with the same index share the image (and its encoder pass)
     cells: np.ndarray | None = None  # [A, h, w] attribute ids of the image on SAM-2's stride-16 grid, -100 = none
-
-
-class AppearanceHeads(nn.Module):
-    """Linear heads on the mean of the image-side stream: one classifier per attribute."""
-
-    def __init__(self, dim: int, num_classes: dict[str, int]):
-        super().__init__()
-        self.names = list(num_classes)
-        self.norm = nn.LayerNorm(dim)
-        self.heads = nn.ModuleList(nn.Linear(dim, n) for n in num_classes.values())
-
-    def forward(self, keys: Tensor) -> list[Tensor]:
-        # keys: [B, T, C] -> one [B, n_k] logit tensor per attribute
-        pooled = self.norm(keys.mean(dim=1))
-        return [head(pooled) for head in self.heads]
-
-
-class DenseHeads(nn.Module):
-    """Per-location attribute classifiers (a 1x1 convolution per attribute) on SAM-2's stride-16 image
-    embedding: they make the frozen map carry what is at each place, which F_s keeps where the prompt is."""
-
-    def __init__(self, dim: int, num_classes: dict[str, int]):
-        super().__init__()
-        self.names = list(num_classes)
-        self.heads = nn.ModuleList(nn.Conv2d(dim, n, kernel_size=1) for n in num_classes.values())
-
-    def forward(self, maps: Tensor) -> list[Tensor]:
-        # maps: [B, C, h, w] -> one [B, n_k, h, w] logit map per attribute
-        return [head(maps) for head in self.heads]
-
-    def loss(self, maps: Tensor, cells: Tensor) -> Tensor:
-        # cells: [B, A, h, w] class ids, -100 where no object
-        losses = [F.cross_entropy(lg, cells[:, k], ignore_index=-100) for k, lg in enumerate(self(maps))]
-        return torch.stack(losses).nan_to_num(0.0).mean()  # an image without objects gives NaN: no signal
 
 
 class KeysTap:
@@ -121,11 +89,12 @@ def _prompt_tensors(
     side: int,
     rng: np.random.Generator | None,
     n_points: int,
-    box_mask_side: int = 0,
+    mask_side: int = 0,
 ) -> dict[str, Tensor]:
     """SAM prompt arguments in its input frame. Boxes are jittered by up to 10% of their size, like a user
-    (rng None: the exact boxes). With box_mask_side > 0 a box also comes as its rectangle, a dense prompt
-    [B, 1, m, m], exactly as the embedder's processor gives it under model.sam_box_mask."""
+    (rng None: the exact boxes). With mask_side m > 0 (under box_mask: the side of SAM's dense prompt input)
+    a box also comes as its rectangle, a dense prompt [B, 1, m, m], exactly as the embedder's processor gives
+    it under model.sam_box_mask."""
     if kind == "box":
         boxes, rects = [], []
         for s in batch:
@@ -135,8 +104,8 @@ def _prompt_tensors(
             xy = np.array([[x1 + j[0], y1 + j[1]], [x2 + j[2], y2 + j[3]]])
             xy = np.clip(xy, 0, np.array(s.size, dtype=np.float64))
             boxes.append(to_frame(xy, s.size, (side, side)).reshape(4))
-            if box_mask_side:
-                rects.append(box_mask_logits(xy.reshape(4), s.size[0], s.size[1], box_mask_side))
+            if mask_side:
+                rects.append(box_mask_logits(xy.reshape(4), s.size[0], s.size[1], mask_side))
         # A box is its two corners labelled (2, 3), as the embedder's processor feeds it.
         pts = torch.tensor(np.stack(boxes), dtype=torch.float32).view(-1, 1, 2, 2)  # [B, 1, 2, 2]
         out = {"input_points": pts, "input_labels": torch.tensor(BOX_LABELS).expand(len(batch), 1, 2)}
@@ -149,6 +118,11 @@ def _prompt_tensors(
     return {"input_points": pts, "input_labels": labels}
 
 
+def _box_mask_side(sam: nn.Module, box_mask: bool) -> int:
+    """The side of the rectangle a box also comes as with box_mask (SAM's dense prompt input), else 0."""
+    return int(sam.prompt_encoder.mask_input_size[0]) if box_mask else 0
+
+
 def _mask_targets(batch: Sequence[SegSample], side: int) -> Tensor:
     masks = torch.stack([torch.from_numpy(s.mask.astype(np.float32)) for s in batch])[:, None]  # [B, 1, H, W]
     return F.interpolate(masks, size=(side, side), mode="area")[:, 0]  # [B, side, side], soft at edges
@@ -158,21 +132,21 @@ def segmentation_step(
     sam: nn.Module,
     tap: KeysTap,
     heads: AppearanceHeads,
+    dense: DenseHeads | None,
     batch: Sequence[SegSample],
     kind: str,
     rng: np.random.Generator,
-    appearance_weight: float,
-    per_image: int = 1,
-    box_mask_side: int = 0,
-    dense: DenseHeads | None = None,
-    dense_weight: float = 0.0,
+    settings: SamPretrainConfig,
+    box_mask: bool = False,
 ) -> tuple[Tensor, dict[str, float]]:
-    """`batch` holds P consecutive objects of each of B images: the image encoder runs once per image and
-    the decoder once per object (SAM's point batch)."""
+    """`batch` holds settings.prompts_per_image (P) consecutive objects of each of B images: the image encoder
+    runs once per image and the decoder once per object (SAM's point batch). Heads at weight 0 are probes
+    (probes.aux_features)."""
+    per_image = settings.prompts_per_image
     side = batch[0].pixels.shape[-1]
     pixels = torch.stack([s.pixels for s in batch[::per_image]])  # [B, 3, S, S]
     n_points = int(rng.integers(1, 4))
-    prompts = _prompt_tensors(batch, kind, side, rng, n_points, box_mask_side)
+    prompts = _prompt_tensors(batch, kind, side, rng, n_points, _box_mask_side(sam, box_mask))
     # The image encoder runs once per image; its maps are repeated for each of the image's P objects, so a
     # dense prompt (one per object) fits SAM's batch: [B*P, 1, ...] prompts, [B*P, C, h, w] maps.
     per_image_maps = image_maps(sam, pixels)
@@ -182,16 +156,16 @@ def segmentation_step(
     target = _mask_targets(batch, logits.shape[-1])
     mask_loss = F.binary_cross_entropy_with_logits(logits, target) + dice_loss(logits, target)
     attr = torch.tensor([s.attributes for s in batch], dtype=torch.int64)  # [B, A]
-    # With weight 0 the heads still learn, on detached features: a linear probe of what the stream carries.
-    head_logits = heads(tap.keys if appearance_weight > 0 else tap.keys.detach())
+    keys, app_weight = aux_features(tap.keys, settings.appearance_weight)
+    head_logits = heads(keys)
     app_loss = sum(F.cross_entropy(lg, attr[:, i]) for i, lg in enumerate(head_logits)) / max(len(head_logits), 1)
-    loss = mask_loss + (appearance_weight if appearance_weight > 0 else 1.0) * app_loss
+    loss = mask_loss + app_weight * app_loss
     parts = {"mask_loss": mask_loss.item(), "appearance_loss": float(app_loss.detach())}
-    if dense is not None:  # the same rule: weight 0 trains the per-location heads as a probe
+    if dense is not None:
         cells = torch.from_numpy(np.stack([s.cells for s in batch[::per_image]]))  # [B, A, h, w]
-        emb = per_image_maps[-1]
-        dense_loss = dense.loss(emb if dense_weight > 0 else emb.detach(), cells)
-        loss = loss + (dense_weight if dense_weight > 0 else 1.0) * dense_loss
+        emb, dense_weight = aux_features(per_image_maps[-1], settings.dense_weight)
+        dense_loss = dense.loss(emb, cells)
+        loss = loss + dense_weight * dense_loss
         parts["dense_loss"] = float(dense_loss.detach())
     return loss, parts
 
@@ -205,7 +179,7 @@ def evaluate_segmentation(
     kind: str,
     seed: int,
     batch_size: int = 64,
-    box_mask_side: int = 0,
+    box_mask: bool = False,
     dense: DenseHeads | None = None,
 ) -> dict[str, float]:
     """mIoU of the single-mask output at the original resolution, and the heads' accuracy (a probe of how
@@ -219,12 +193,13 @@ def evaluate_segmentation(
     ious: list[float] = []
     correct = np.zeros(len(samples[0].attributes)) if samples else np.zeros(0)
     dense_hits, dense_total = np.zeros_like(correct), np.zeros_like(correct)
+    mask_side = _box_mask_side(sam, box_mask)
     try:
         for i in range(0, len(samples), batch_size):
             batch = samples[i : i + batch_size]
             side = batch[0].pixels.shape[-1]
             # Held-out boxes are the exact boxes.
-            prompts = _prompt_tensors(batch, kind, side, None if kind == "box" else rng, 1, box_mask_side)
+            prompts = _prompt_tensors(batch, kind, side, None if kind == "box" else rng, 1, mask_side)
             out = sam(pixel_values=torch.stack([s.pixels for s in batch]), multimask_output=False, **prompts)
             for s, lg in zip(batch, out.pred_masks[:, 0, 0], strict=True):
                 w, h = s.size
@@ -237,10 +212,9 @@ def evaluate_segmentation(
                 correct[k] += (lg.argmax(-1) == attr[:, k]).sum().item()
             if dense is not None:
                 cells = torch.from_numpy(np.stack([s.cells for s in batch]))  # [b, A, h, w]
-                for k, lg in enumerate(dense(out.image_embeddings[-1])):
-                    valid = cells[:, k] >= 0
-                    dense_hits[k] += (lg.argmax(1) == cells[:, k])[valid].sum().item()
-                    dense_total[k] += valid.sum().item()
+                hits, total = dense.cell_hits(out.image_embeddings[-1], cells)
+                dense_hits += hits
+                dense_total += total
     finally:
         sam.mask_decoder.dynamic_multimask_via_stability = dynamic
         sam.train(was_training)
@@ -250,10 +224,19 @@ def evaluate_segmentation(
         **{f"{a}_acc": c / n for a, c in zip(heads.names, correct, strict=True)},
     }
     if dense is not None:  # per-location accuracy on the image embedding, over cells that hold an object
-        out.update(
-            {f"{a}_cell_acc": h / max(t, 1) for a, h, t in zip(dense.names, dense_hits, dense_total, strict=True)}
-        )
+        out.update(cell_accuracies(dense.names, dense_hits, dense_total))
     return out
+
+
+def _images_with(samples: Sequence[SegSample], per_image: int) -> list[list[int]]:
+    """Per training image with at least `per_image` objects: the indices of its samples."""
+    by_image: dict[int, list[int]] = {}
+    for i, smp in enumerate(samples):
+        by_image.setdefault(smp.image, []).append(i)
+    usable = [v for v in by_image.values() if len(v) >= per_image]
+    if not usable:
+        raise ValueError(f"no training image has {per_image} objects")
+    return usable
 
 
 def train_segmenter(
@@ -261,22 +244,16 @@ def train_segmenter(
     train_samples: Sequence[SegSample],
     eval_samples: Sequence[SegSample],
     num_classes: dict[str, int],
+    settings: SamPretrainConfig,
     *,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    prompts: Sequence[str],
-    appearance_weight: float,
     seed: int,
-    per_image: int = 1,
     box_mask: bool = False,
-    dense_weight: float = 0.0,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, float]:
-    """Train `sam` in place; returns held-out metrics (mIoU per prompt kind, head accuracies) and timings.
-    box_mask: boxes also come as dense rectangle prompts (model.sam_box_mask). dense_weight: weight of the
-    per-location attribute heads on the image embedding (0: trained on detached maps, a probe)."""
-    box_mask_side = int(sam.prompt_encoder.mask_input_size[0]) if box_mask else 0
+    """Train `sam` in place with `settings` (pretrain.sam); returns held-out metrics (mIoU per prompt kind,
+    head accuracies) and timings. box_mask: boxes also come as dense rectangle prompts (model.sam_box_mask).
+    The per-location heads on the image embedding exist when the samples carry their cells."""
+    steps, per_image = settings.steps, settings.prompts_per_image
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     tap = KeysTap(sam)
@@ -284,35 +261,25 @@ def train_segmenter(
     heads = AppearanceHeads(dim, num_classes)
     dense = DenseHeads(dim, num_classes) if train_samples and train_samples[0].cells is not None else None
     params = [*sam.parameters(), *heads.parameters(), *([] if dense is None else dense.parameters())]
-    optim = PretrainOptimizer(params, lr=lr, steps=steps)
-    by_image: dict[int, list[int]] = {}
-    for i, smp in enumerate(train_samples):
-        by_image.setdefault(smp.image, []).append(i)
-    usable = [v for v in by_image.values() if len(v) >= per_image]
-    if not usable:
-        raise ValueError(f"no training image has {per_image} objects")
+    optim = PretrainOptimizer(params, lr=settings.lr, steps=steps)
+    usable = _images_with(train_samples, per_image)
     sam.train()
     start = time.perf_counter()
     bar = tqdm(range(steps), desc="pretrain sam2", disable=None)
     for step in bar:
-        images = rng.choice(len(usable), size=min(max(1, batch_size // per_image), len(usable)), replace=False)
+        images = rng.choice(len(usable), size=min(max(1, settings.batch_size // per_image), len(usable)), replace=False)
         idx = [j for i in images for j in rng.choice(usable[i], size=per_image, replace=False)]
-        kind = prompts[step % len(prompts)]
+        kind = settings.prompts[step % len(settings.prompts)]
         batch = [train_samples[i] for i in idx]
-        loss, parts = segmentation_step(
-            sam, tap, heads, batch, kind, rng, appearance_weight, per_image, box_mask_side, dense, dense_weight
-        )
+        loss, parts = segmentation_step(sam, tap, heads, dense, batch, kind, rng, settings, box_mask)
         value = optim.step(loss)
         bar.set_postfix(loss=f"{value:.3f}")
         if on_step is not None:
             on_step(step, {"sam/loss": value, **{f"sam/{k}": v for k, v in parts.items()}})
-    train_s = time.perf_counter() - start
-    metrics: dict[str, float] = {"train_seconds": train_s, "steps": steps}
+    metrics: dict[str, float] = {"train_seconds": time.perf_counter() - start, "steps": steps}
     metrics.update(optim.loss_summary())
     for kind in ("box", "points"):
-        for name, v in evaluate_segmentation(
-            sam, tap, heads, eval_samples, kind, seed + 1, box_mask_side=box_mask_side, dense=dense
-        ).items():
-            metrics[f"eval_{kind}_{name}"] = v
+        scores = evaluate_segmentation(sam, tap, heads, eval_samples, kind, seed + 1, box_mask=box_mask, dense=dense)
+        metrics.update({f"eval_{kind}_{name}": v for name, v in scores.items()})
     tap.close()
     return metrics

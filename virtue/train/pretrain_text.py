@@ -1,16 +1,16 @@
-"""Caption heads: linear classifiers that read every element of a SCaR-grammar caption (the object's size,
-colour and shape, the predicate, the reference's size, colour and shape, the sky and the ground) back from
-the caption's embedding. Image-caption alignment alone lets the tiny LLM embed a caption by its last few
-words, the scene, which tell most of a batch apart; the heads make the embedding keep the rest
-(docs/research/pretraining.md, finding 7). With weight 0 they train on detached embeddings: a probe."""
+"""The labels of the caption heads (probes.CaptionHeads): linear classifiers that read every element of a
+SCaR-grammar caption (the object's size, colour and shape, the predicate, the reference's size, colour and
+shape, the sky and the ground) back from the caption's embedding. Image-caption alignment alone lets the tiny
+LLM embed a caption by its last few words, the scene, which tell most of a batch apart; the heads make the
+embedding keep the rest (docs/research/pretraining.md, finding 7). With weight 0 they train on detached
+embeddings: a probe."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..data.synth.vocab import COLOURS, GROUNDS, PREDICATES, SHAPES, SIZES, SKIES, parse_caption
 
@@ -25,6 +25,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "sky": tuple(SKIES),
     "ground": tuple(GROUNDS),
 }
+FIELD_CLASSES: dict[str, int] = {name: len(classes) for name, classes in FIELDS.items()}  # CaptionHeads' widths
 
 
 def caption_labels(text: str) -> list[int] | None:
@@ -39,27 +40,6 @@ def caption_labels(text: str) -> list[int] | None:
 
 def _desc(d) -> tuple[str, str, str]:
     return d.size, d.colour, d.shape
-
-
-class CaptionHeads(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.heads = nn.ModuleList(nn.Linear(dim, len(c)) for c in FIELDS.values())
-
-    def forward(self, emb: Tensor) -> list[Tensor]:
-        # emb: [N, D] caption embeddings -> one [N, n_k] logit tensor per field
-        return [head(emb) for head in self.heads]
-
-    def loss(self, emb: Tensor, labels: Tensor) -> Tensor:
-        # labels: [N, F] class ids
-        return torch.stack([F.cross_entropy(lg, labels[:, k]) for k, lg in enumerate(self(emb))]).mean()
-
-    @torch.no_grad()
-    def accuracy(self, emb: Tensor, labels: Tensor) -> dict[str, float]:
-        return {
-            f"eval_caption_{name}_acc": float((lg.argmax(1) == labels[:, k]).float().mean())
-            for k, (name, lg) in enumerate(zip(FIELDS, self(emb), strict=True))
-        }
 
 
 def labelled(texts: Sequence[str]) -> tuple[list[int], Tensor | None]:

@@ -5,9 +5,9 @@ from its image tokens before VIRTUE freezes the vision tower and trains only ada
 Inputs are built by the embedder's own processor (variant `global`, no visual prompt), so the sequences
 seen here are the ones the VIRTUE stage feeds the same weights.
 
-Per-location heads (`pretrain.vlm_dense_weight`) classify the colour / shape / size of the object under each
-merged image token, as SAM-2's do on its map: contrastive alignment alone leaves the objects out of the
-image tokens that VIRTUE freezes (docs/research/pretraining.md, finding 7)."""
+Per-location heads (`pretrain.vlm.dense_weight`, probes.DenseHeads) classify the colour / shape / size of the
+object under each merged image token, as SAM-2's do on its map: contrastive alignment alone leaves the objects
+out of the image tokens that VIRTUE freezes (docs/research/pretraining.md, finding 7)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import Qwen2VLModel
 
+from ..config.train import VlmPretrainConfig
 from ..data.types import Side
 from ..models.embedder import Embedder
 from ..models.processor import Processor
 from .pretrain_optim import PretrainOptimizer
-from .pretrain_sam import DenseHeads
-from .pretrain_text import CaptionHeads, labelled
+from .pretrain_text import FIELD_CLASSES, labelled
+from .probes import CaptionHeads, DenseHeads, aux_features, cell_accuracies
 
 Encode = Callable[[Sequence[Side]], Tensor]  # sides -> [B, D] L2-normalised embeddings (with gradients)
 # image sides -> (embeddings [B, D], image tokens as a map [B, D, side, side]), both with gradients
@@ -78,75 +79,59 @@ def cell_accuracy(
     hits, total = np.zeros(len(dense.names)), np.zeros(len(dense.names))
     for i in range(0, len(images), batch_size):
         _, maps = encode_images(images[i : i + batch_size])
-        target = cells[i : i + batch_size]  # [b, A, side, side]
-        for k, logits in enumerate(dense(maps)):
-            valid = target[:, k] >= 0
-            hits[k] += (logits.argmax(1) == target[:, k])[valid].sum().item()
-            total[k] += valid.sum().item()
-    return {f"eval_{a}_cell_acc": h / max(t, 1) for a, h, t in zip(dense.names, hits, total, strict=True)}
+        batch_hits, batch_total = dense.cell_hits(maps, cells[i : i + batch_size])  # cells: [b, A, side, side]
+        hits += batch_hits
+        total += batch_total
+    return cell_accuracies(dense.names, hits, total, prefix="eval_")
 
 
-def train_aligner(
-    params: Sequence[torch.nn.Parameter],
+Triple = tuple[Side, Side, Side | None]  # image side, caption side, false caption side or None
+
+
+def _alignment_step(
     encode: Encode,
     encode_images: EncodeImages,
-    train_pairs: Sequence[tuple[Side, Side, Side | None]],
+    batch: Sequence[Triple],
+    settings: VlmPretrainConfig,
+    dense: DenseHeads | None,
+    readers: CaptionHeads | None,
+    cells: dict[str, np.ndarray] | None,
+) -> tuple[Tensor, dict[str, float]]:
+    """One batch's loss: InfoNCE of images against captions (and false captions), plus the per-location and
+    caption heads (probes.aux_features: at weight 0 they are probes)."""
+    images = [b[0] for b in batch]
+    img, maps = encode_images(images)
+    negs = [p[2] for p in batch if p[2] is not None]
+    txt = encode([p[1] for p in batch] + negs)  # [B + N, D]: captions, then false captions
+    n = len(batch)
+    texts, neg_texts = [p[1].text for p in batch], [x.text for x in negs]
+    loss = clip_loss(img, txt[:n], texts, settings.temperature, txt[n:] if negs else None, neg_texts)
+    parts = {"vlm/loss": float(loss.detach())}
+    if dense is not None:
+        target = torch.from_numpy(np.stack([cells[s.image] for s in images]))
+        feats, weight = aux_features(maps, settings.dense_weight)
+        dense_loss = dense.loss(feats, target)
+        loss = loss + weight * dense_loss
+        parts["vlm/dense_loss"] = float(dense_loss.detach())
+    rows, labels = labelled(texts) if readers is not None else ([], None)
+    if labels is not None:
+        feats, weight = aux_features(txt[rows], settings.caption_weight)
+        caption_loss = readers.loss(feats, labels)
+        loss = loss + weight * caption_loss
+        parts["vlm/caption_loss"] = float(caption_loss.detach())
+    return loss, parts
+
+
+def _evaluate_alignment(
+    encode: Encode,
+    encode_images: EncodeImages,
     eval_by_kind: dict[str, tuple[Sequence[Side], Sequence[Side]]],
-    *,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    temperature: float,
-    seed: int,
-    dim: int = 0,
-    cells: dict[str, np.ndarray] | None = None,
-    num_classes: dict[str, int] | None = None,
-    dense_weight: float = 0.0,
-    caption_weight: float = 0.0,
-    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    dense: DenseHeads | None,
+    readers: CaptionHeads | None,
+    cells: dict[str, np.ndarray] | None,
 ) -> dict[str, float]:
-    """Train the parameters behind `encode` on (image side, caption side, false caption side or None)
-    triples; returns held-out R@1 per caption kind and timings. With `cells` (image path -> [A, side, side]
-    class ids of the object under each image token, -100 where none) per-location heads of width `dim` are
-    trained on the image tokens: with the VLM at `dense_weight` > 0, else on detached tokens as a probe;
-    their held-out accuracy is reported. Caption heads (pretrain_text) read the elements of every caption in
-    SCaR-synth's grammar back from its embedding, likewise at `caption_weight` or as a probe."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    dense = DenseHeads(dim, num_classes) if cells is not None and num_classes else None
-    readers = CaptionHeads(dim) if dim else None
-    heads = [*([] if dense is None else dense.parameters()), *([] if readers is None else readers.parameters())]
-    optim = PretrainOptimizer([*params, *heads], lr=lr, steps=steps)
-    start = time.perf_counter()
-    bar = tqdm(range(steps), desc="pretrain qwen2vl", disable=None)
-    for step in bar:
-        idx = rng.choice(len(train_pairs), size=min(batch_size, len(train_pairs)), replace=False)
-        batch = [train_pairs[i] for i in idx]
-        images = [b[0] for b in batch]
-        img, maps = encode_images(images)
-        negs = [p[2] for p in batch if p[2] is not None]
-        txt = encode([p[1] for p in batch] + negs)  # [B + N, D]: captions, then false captions
-        n = len(batch)
-        texts, neg_texts = [p[1].text for p in batch], [x.text for x in negs]
-        loss = clip_loss(img, txt[:n], texts, temperature, txt[n:] if negs else None, neg_texts)
-        parts = {"vlm/loss": float(loss.detach())}
-        if dense is not None:
-            target = torch.from_numpy(np.stack([cells[s.image] for s in images]))
-            dense_loss = dense.loss(maps if dense_weight > 0 else maps.detach(), target)
-            loss = loss + (dense_weight if dense_weight > 0 else 1.0) * dense_loss
-            parts["vlm/dense_loss"] = float(dense_loss.detach())
-        rows, labels = labelled(texts) if readers is not None else ([], None)
-        if labels is not None:
-            emb = txt[rows]
-            caption_loss = readers.loss(emb if caption_weight > 0 else emb.detach(), labels)
-            loss = loss + (caption_weight if caption_weight > 0 else 1.0) * caption_loss
-            parts["vlm/caption_loss"] = float(caption_loss.detach())
-        optim.step(loss)
-        bar.set_postfix(loss=f"{parts['vlm/loss']:.3f}")
-        if on_step is not None:
-            on_step(step, parts)
-    metrics: dict[str, float] = {"train_seconds": time.perf_counter() - start, "steps": steps}
-    metrics.update(optim.loss_summary())
+    """Held-out R@1 per caption kind, the caption heads on the relation captions, the per-location heads."""
+    metrics: dict[str, float] = {}
     for kind, (images, captions) in eval_by_kind.items():
         for name, v in retrieval_at_1(encode, images, captions).items():
             metrics[f"eval_{kind}_{name}"] = v
@@ -162,6 +147,48 @@ def train_aligner(
         sides = [Side(IMAGE_INSTRUCTION, path) for path in held_out]
         target = torch.from_numpy(np.stack([cells[path] for path in held_out]))
         metrics.update(cell_accuracy(encode_images, dense, sides, target))
+    return metrics
+
+
+def train_aligner(
+    params: Sequence[torch.nn.Parameter],
+    encode: Encode,
+    encode_images: EncodeImages,
+    train_pairs: Sequence[Triple],
+    eval_by_kind: dict[str, tuple[Sequence[Side], Sequence[Side]]],
+    settings: VlmPretrainConfig,
+    *,
+    seed: int,
+    dim: int = 0,
+    cells: dict[str, np.ndarray] | None = None,
+    num_classes: dict[str, int] | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, float]:
+    """Train the parameters behind `encode` with `settings` (pretrain.vlm) on (image side, caption side, false
+    caption side or None) triples; returns held-out R@1 per caption kind and timings. With `cells` (image
+    path -> [A, side, side] class ids of the object under each image token, -100 where none) per-location
+    heads of width `dim` are trained on the image tokens, at settings.dense_weight (0: a probe); their
+    held-out accuracy is reported. Caption heads read the elements of every caption in SCaR-synth's grammar
+    back from its embedding, likewise at settings.caption_weight."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    dense = DenseHeads(dim, num_classes) if cells is not None and num_classes else None
+    readers = CaptionHeads(dim, FIELD_CLASSES) if dim else None
+    heads = [*([] if dense is None else dense.parameters()), *([] if readers is None else readers.parameters())]
+    optim = PretrainOptimizer([*params, *heads], lr=settings.lr, steps=settings.steps)
+    start = time.perf_counter()
+    bar = tqdm(range(settings.steps), desc="pretrain qwen2vl", disable=None)
+    for step in bar:
+        idx = rng.choice(len(train_pairs), size=min(settings.batch_size, len(train_pairs)), replace=False)
+        batch = [train_pairs[i] for i in idx]
+        loss, parts = _alignment_step(encode, encode_images, batch, settings, dense, readers, cells)
+        optim.step(loss)
+        bar.set_postfix(loss=f"{parts['vlm/loss']:.3f}")
+        if on_step is not None:
+            on_step(step, parts)
+    metrics: dict[str, float] = {"train_seconds": time.perf_counter() - start, "steps": settings.steps}
+    metrics.update(optim.loss_summary())
+    metrics.update(_evaluate_alignment(encode, encode_images, eval_by_kind, dense, readers, cells))
     return metrics
 
 

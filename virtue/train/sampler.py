@@ -79,51 +79,59 @@ class SourceBatchSampler:
             raise UserError(f"train.batch_size: {batch_size} is larger than every source ({self._sizes()})")
         if small:
             warnings.warn(f"sources smaller than one batch are not used: {', '.join(small)}", stacklevel=2)
+        self._plan_hard_negatives(hard_negatives, kinds)
+        self._plan_batches(dict(weights or {}))
+        self._epoch: tuple[int, list[np.ndarray]] | None = None
+        self._blocks: list[tuple[np.ndarray, np.ndarray]] = []
+        self._counts = np.zeros(len(self._drawn), dtype=np.int64)
+        self._source_epoch: dict[str, tuple[int, np.ndarray]] = {}
+
+    def _plan_hard_negatives(self, hard_negatives: int, kinds: Sequence[str]) -> None:
+        """k_of: hard negatives per query of each source; eligible: each pair's distractors to draw them from."""
         # Hard negatives per query, per source: a source without any (MMEB's training sets) gets none, so
         # `train.source: both` mixes sources with and without distractors; a source with too few is an error.
+        pairs = self.pairs
         self.k_of = {
             src: hard_negatives if any(len(pairs[i].negatives) for i in ix) else 0 for src, ix in self.sources.items()
         }
-        if batch_size == 1 and (alone := sorted(src for src, k in self.k_of.items() if not k)):
+        if self.batch_size == 1 and (alone := sorted(src for src, k in self.k_of.items() if not k)):
             # One query and its positive only: InfoNCE over a single candidate is log(1) = 0, nothing learns.
             raise UserError(
                 f"train.batch_size: 1 leaves the queries of {', '.join(alone)} without any negative (loss 0 at "
                 "every step); use a batch of at least 2, or train.hard_negatives with data that has distractors"
             )
-        self.eligible = [self._eligible(p, kinds) if self.k_of[p.source] else () for p in pairs]
-        if kinds and (unkinded := sorted({p.source for p in pairs if p.negatives and not p.negative_kinds})):
+        self.eligible = [self._eligible(p, kinds) if self.k_of[p.source] else () for p in self.pairs]
+        if kinds and (unkinded := sorted({p.source for p in self.pairs if p.negatives and not p.negative_kinds})):
             warnings.warn(
                 f"train.hard_negative_kinds: no negative kinds in the data of {', '.join(unkinded)} (no neg_kind "
                 "column): their hard negatives come from all their distractors",
-                stacklevel=2,
+                stacklevel=3,
             )
-        short = next((i for i, p in enumerate(pairs) if len(self.eligible[i]) < self.k_of[p.source]), None)
+        short = next((i for i, p in enumerate(self.pairs) if len(self.eligible[i]) < self.k_of[p.source]), None)
         if short is not None:
             which = f"negatives of kind {', '.join(kinds)}" if kinds else "negatives"
             raise UserError(
                 f"train.hard_negatives: {hard_negatives} per query, but pair {short} of source "
-                f"'{pairs[short].source}' has only {len(self.eligible[short])} {which}"
+                f"'{self.pairs[short].source}' has only {len(self.eligible[short])} {which}"
             )
-        weights = dict(weights or {})
+
+    def _plan_batches(self, weights: dict[str, float]) -> None:
+        """kept: full batches of each source used per epoch (size mixing) or drawable (uniform mixing)."""
         if unknown := sorted(set(weights) - set(self.sources)):
             raise UserError(f"source weights for unknown sources: {', '.join(unknown)} (have: {self._sizes()})")
-        full = {s: len(ix) // batch_size for s, ix in self.sources.items()}
-        if mixing == "size":
+        full = {s: len(ix) // self.batch_size for s, ix in self.sources.items()}
+        if self.mixing == "size":
             self.kept = {s: round(weights.get(s, 1.0) * n) for s, n in full.items()}
         else:  # every full batch of a drawn source is used, in turn; the weights set how often it is drawn
             self.kept = {s: n if weights.get(s, 1.0) > 0 else 0 for s, n in full.items()}
         self.batches_per_epoch = sum(self.kept.values())  # size mixing: the steps of one epoch
         if not self.batches_per_epoch:
             raise UserError(f"source weights leave no batch to train on ({weights})")
-        self._epoch: tuple[int, list[np.ndarray]] | None = None
         # uniform mixing: the sources that can be drawn and the chance of each; per block of steps, the source
         # each step draws and that source's batch number (earlier draws of it), and the draws of each so far
         self._drawn = [s for s, n in self.kept.items() if n]
         w = np.array([weights.get(s, 1.0) for s in self._drawn], dtype=np.float64)
         self._chance = w / w.sum()
-        self._blocks: list[tuple[np.ndarray, np.ndarray]] = []
-        self._counts = np.zeros(len(self._drawn), dtype=np.int64)
-        self._source_epoch: dict[str, tuple[int, np.ndarray]] = {}
 
     @staticmethod
     def _eligible(pair: TrainPair, kinds: Sequence[str]) -> tuple[int, ...]:
