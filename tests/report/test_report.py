@@ -205,6 +205,24 @@ def test_report_is_deterministic(workspace):
         assert (workspace / "a" / f).read_bytes() == (workspace / "b" / f).read_bytes()
 
 
+def test_each_plot_keeps_its_name_when_another_table_is_missing(tmp_path):
+    # Issue 20: with no SCaR table, the MMEB plot was saved under the SCaR plot's name.
+    mmeb, tasks = mmeb_queries()
+    words = [w for q in mmeb for s in (q.query, *q.candidates) for w in s.text.split()]
+    for variant in ("virtue", "global"):
+        run_protocols(
+            VariantEncoder(words, variant),
+            batch_size=8,
+            out_dir=tmp_path / "runs" / "eval" / f"tiny-{variant}",
+            mmeb=mmeb,
+            mmeb_tasks=tasks,
+            meta={"experiment": f"tiny-{variant}", "variant": variant},
+        )
+    build_report(tmp_path / "runs", tmp_path / "reports", prefix="tiny")
+    plots = sorted(p.name for p in (tmp_path / "reports" / "plots").glob("*.png"))
+    assert "mmeb.png" in plots and not any(p.startswith("scar") for p in plots), plots
+
+
 def test_cli_without_runs_writes_a_page_saying_so(tmp_path, run_cli):
     r = run_cli("report", "--runs", tmp_path / "runs", "--out", tmp_path / "reports")
     assert r.returncode == 0, r.stderr
