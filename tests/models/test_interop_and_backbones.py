@@ -117,7 +117,7 @@ def test_missing_folder_is_one_clear_error(build):
 def test_bad_seg_tokens_and_targets(build):
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="must divide the SAM map side"):
+    with pytest.raises(ValidationError, match="divides the SAM map side"):
         build(seg_tokens=9)  # 8x8 map: 3 does not divide 8
     with pytest.raises(UserError, match="no_such_proj"):
         build(adapter={"kind": "lora", "targets": ["q_proj", "no_such_proj"]})

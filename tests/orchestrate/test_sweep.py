@@ -63,6 +63,14 @@ def test_grid_debug_runs_every_cell_and_seed_and_reports(workspace, study_file):
     parent, runs = children(spec)
     assert parent.info.status == "FINISHED" and len(runs) == 6
     assert {r.info.status for r in runs} == {"FINISHED"}
+    # Each cell's numbers (here mean and std: no reference cell, so no paired difference) on the parent run.
+    on_parent = {k: v for k, v in parent.data.metrics.items() if k.startswith("connector_depth/")}
+    assert on_parent == {
+        f"connector_depth/{cell}/{key}": pytest.approx(value)
+        for cell, numbers in report["cells"].items()
+        for key, value in numbers.items()
+    }
+    assert len(on_parent) == 6
     trials = load(spec).get_trials(states=(TrialState.COMPLETE,))
     assert {t.user_attrs["mlflow_run_id"] for t in trials} == {r.info.run_id for r in runs}
     history = MlflowClient(tracking_uri()).get_metric_history(runs[0].info.run_id, "train.loss")
@@ -91,6 +99,20 @@ def test_a_failed_cell_is_reported_and_rerun_later(workspace, study_file, monkey
     assert {t.state for t in load(spec).get_trials()} == {TrialState.FAIL}
     monkeypatch.delenv("VIRTUE_TEST_FAIL")  # the fault is gone: the failed cells are enqueued again
     assert run_sweep(spec, executor="debug").completed == 3
+
+
+def test_the_parent_run_is_closed_when_the_driver_fails(workspace, study_file, monkeypatch):
+    import virtue.orchestrate.sweep as sweep
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the report could not be written")
+
+    spec = load_study(study_file())
+    monkeypatch.setattr(sweep, "write_report", broken)  # a driver bug after the trials ran
+    with pytest.raises(RuntimeError, match="could not be written"):
+        run_sweep(spec, executor="debug")
+    parent, runs = children(spec)
+    assert parent.info.status == "FAILED" and len(runs) == 3  # not left RUNNING
 
 
 def test_a_study_whose_metric_changed_is_not_continued(workspace, study_file):

@@ -89,3 +89,24 @@ def test_a_study_is_not_continued_on_other_data(workspace, study_file, capsys):
     capsys.readouterr()
     assert main(["sweep", "--study", path, "--executor", "debug"]) == 2
     assert "changed: files" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_dry_run_plans_without_writing_and_sees_what_is_done(workspace, study_file, capsys):
+    path = str(study_file(seeds=2))
+    before = sorted(p.relative_to(workspace) for p in workspace.rglob("*"))
+    args = ["sweep", "--study", path, "--dry-run", "--executor", "slurm", "--workers", "3", "--partition", "gpu",
+            "--gpus", "1", "--time", "30"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert sorted(p.relative_to(workspace) for p in workspace.rglob("*")) == before  # nothing written
+    assert out.count("training + evaluation") == 6 and "jobs: 6 (6 to train, 0 to evaluate only)" in out
+    assert "Slurm array, partition gpu, 3 at once; each task 1 GPU, 1 CPUs, 1 GB, time limit 30 min" in out
+    assert "time unknown until a first trial has trained" in out
+
+    assert main(["sweep", "--study", path, "--executor", "debug", "--seeds", "1"]) == 0  # seed 0 of each cell
+    capsys.readouterr()
+    assert main(["sweep", "--study", path, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("nothing (complete in the study)") == 3 and out.count("training + evaluation") == 3
+    assert "jobs: 3 (3 to train, 0 to evaluate only)" in out and "1 at once" in out

@@ -46,6 +46,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="evaluation-only studies (kind: eval): folder of <study>.json/.csv/.png (default: reports/sweeps)",
     )
     p.add_argument("--time", type=int, dest="time_min", help="time limit per trial, minutes (overrides the study's)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the trials and what each needs, the jobs, their resources and an estimated time; submit nothing",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -112,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
         spec = spec.model_copy(update={"n_trials": trials})
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads {args.threads}: must be at least 1")
+    if args.dry_run:
+        return _dry_run(spec, args.storage, executor or "local", workers or 1, args.threads, seeds)
     res = run_sweep(
         spec,
         executor=executor or "local",
@@ -132,6 +139,17 @@ def run(args: argparse.Namespace) -> int:
     return 1 if res.failed or not res.complete else 0
 
 
+def _dry_run(spec, storage: str | None, executor: str, workers: int, threads: int | None, seeds: int | None) -> int:
+    from ..orchestrate.plan import describe
+    from ..orchestrate.sweep import check_args, default_threads, storage_url
+
+    check_args(executor, workers)
+    threads = threads or default_threads(spec, executor, workers)
+    url = storage_url(spec, storage)
+    print(describe(spec, url=url, executor=executor, workers=workers, threads=threads, seeds=seeds or spec.seeds))
+    return 0
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """An evaluation-only study (`kind: eval`): nothing is trained or submitted, so the budget, executor and
     Slurm options do not apply; it evaluates the main path's trained runs in this process."""
@@ -141,6 +159,10 @@ def run_eval(args: argparse.Namespace) -> int:
     spec = load_eval_study(args.study)
     if args.experiment:
         spec = spec.model_copy(update={"experiment": args.experiment})
+    if args.dry_run:
+        print(f"{spec.name}: dry run: an evaluation-only study; it trains and submits nothing, and evaluates the "
+              f"main path's runs in this process ({spec.study})")  # fmt: skip
+        return 0
     path = run_eval_study(spec, args.report_dir)
     print(f"{spec.name}: evaluated the main path's runs ({spec.study}); report {path}")
     return 0

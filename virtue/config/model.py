@@ -8,6 +8,16 @@ from pydantic import Field, field_validator, model_validator
 from .base import Section
 
 
+def seg_token_side(seg_tokens: int, map_side: int) -> int:
+    """The |S| rule, the one place it is written: the connector pools SAM-2's map_side x map_side map into a
+    sqrt(|S|) x sqrt(|S|) grid with kernel = stride, so |S| must be a square whose root divides map_side.
+    Returns that root; ValueError otherwise. Used by the config validator, the builder and the connector."""
+    side = math.isqrt(seg_tokens) if seg_tokens >= 1 else 0
+    if side < 1 or side * side != seg_tokens or map_side % side:
+        raise ValueError(f"seg_tokens {seg_tokens}: needs a square root that divides the SAM map side {map_side}")
+    return side
+
+
 class BackboneConfig(Section):
     """Where a backbone's weights come from. Exactly one of `path` (a local `save_pretrained` folder or a
     hub id) and `preset` (a named architecture built with random weights, see virtue.models.presets)."""
@@ -145,9 +155,8 @@ class ModelConfig(Section):
 
     @model_validator(mode="after")
     def _seg_tokens_fit(self):
-        side = self.sam_image_size // 16  # SAM-2's image-side map: stride 16
-        if self.variant == "virtue" and side % math.isqrt(self.seg_tokens):
-            raise ValueError(f"seg_tokens {self.seg_tokens}: its root must divide the SAM map side {side}")
+        if self.variant == "virtue":
+            seg_token_side(self.seg_tokens, self.sam_image_size // 16)  # SAM-2's image-side map: stride 16
         return self
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 
-from ..config.model import ModelConfig
+from ..config.model import ModelConfig, seg_token_side
 from ..errors import UserError
 from ..paths import in_workspace, workspace_root
 from .adapters import apply_freeze_policy
@@ -67,8 +66,10 @@ def build_embedder(
             sam = build_sam(cfg.sam, image_size=cfg.sam_image_size, root=root, meta=meta, dtype=cfg.dtype)
             segmentation = SegmentationStream(sam)
             side = segmentation.map_side
-            if side % math.isqrt(cfg.seg_tokens):
-                raise UserError(f"model.seg_tokens: {cfg.seg_tokens}: its root must divide the SAM map side {side}")
+            try:  # the backbone's real map side (a checkpoint may differ from what sam_image_size implies)
+                seg_token_side(cfg.seg_tokens, side)
+            except ValueError as err:
+                raise UserError(f"model.seg_tokens: {err}") from None
             torch.manual_seed(seed)  # the connector's init does not depend on where the backbones came from
             with torch.device("meta") if meta else torch.device("cpu"):
                 connector = Connector(

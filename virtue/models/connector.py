@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
+
+from virtue.config.model import seg_token_side
 
 
 class Connector(nn.Module):
@@ -14,9 +14,7 @@ class Connector(nn.Module):
 
     def __init__(self, channels: int, map_side: int, seg_tokens: int, out_dim: int, depth: int = 2):
         super().__init__()
-        side = math.isqrt(seg_tokens)
-        if side * side != seg_tokens or side < 1 or map_side % side:
-            raise ValueError(f"|S| = {seg_tokens} needs a square root that divides the map side {map_side}")
+        side = seg_token_side(seg_tokens, map_side)  # ValueError unless sqrt(|S|) divides the map side
         if not 1 <= depth <= 3:
             raise ValueError(f"connector depth must be 1-3, got {depth}")
         kernel = map_side // side

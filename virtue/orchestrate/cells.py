@@ -92,6 +92,22 @@ def cell_lock(run_dir: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def finished_run_for(key: str) -> Path | None:
+    """A finished run in ADOPT_FROM (the main path trained it) whose cell key is `key`, else None. Reads only."""
+    from ..train.checkpoint import WEIGHTS
+
+    for folder in ADOPT_FROM:
+        for stored in sorted((workspace_root() / folder).glob("*/config.yaml")):
+            if not (stored.parent / WEIGHTS).is_file():
+                continue
+            try:
+                if cell_key(load_resolved(stored)) == key:
+                    return stored.parent
+            except UserError:
+                continue
+    return None
+
+
 def adopt_finished_run(cfg: ExperimentConfig, run_dir: Path) -> Path | None:
     """If a finished run of the same cell key lies in ADOPT_FROM (the main path trained it), copy its config and
     final weights (and its training log) into the cell's folder, so the cell is evaluated, not trained again.
@@ -101,22 +117,13 @@ def adopt_finished_run(cfg: ExperimentConfig, run_dir: Path) -> Path | None:
     from ..io import atomic_path, write_text
     from ..train.checkpoint import WEIGHTS
 
-    key = run_dir.name
-    for folder in ADOPT_FROM:
-        for stored in sorted((workspace_root() / folder).glob("*/config.yaml")):
-            run = stored.parent
-            if not (run / WEIGHTS).is_file():
-                continue
-            try:
-                if cell_key(load_resolved(stored)) != key:
-                    continue
-            except UserError:
-                continue
-            run_dir.mkdir(parents=True, exist_ok=True)
-            for name in ("config.yaml", "metrics.jsonl", WEIGHTS):  # the weights last: they mark it finished
-                if (run / name).is_file():
-                    with atomic_path(run_dir / name) as tmp:
-                        shutil.copyfile(run / name, tmp)
-            write_text(run_dir / "adopted_from.txt", str(run.relative_to(workspace_root())) + "\n")
-            return run
-    return None
+    run = finished_run_for(run_dir.name)
+    if run is None:
+        return None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("config.yaml", "metrics.jsonl", WEIGHTS):  # the weights last: they mark it finished
+        if (run / name).is_file():
+            with atomic_path(run_dir / name) as tmp:
+                shutil.copyfile(run / name, tmp)
+    write_text(run_dir / "adopted_from.txt", str(run.relative_to(workspace_root())) + "\n")
+    return run

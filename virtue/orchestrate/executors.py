@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from .launcher import failure_reason, make_executor
+from .liveness import ended
 
 EXECUTORS = ("debug", "local", "slurm")
 
@@ -114,7 +115,7 @@ def _await_jobs(
             if on_submit:
                 on_submit(i, job)
             pending.append((i, job))
-        finished = [(i, j) for i, j in pending if j.done()]
+        finished = [(i, j) for i, j in pending if ended(j)]
         for item in finished:
             pending.remove(item)
             done.append(item)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from ..config.launcher import LauncherConfig
 from ..paths import in_workspace
+from .liveness import ended
 
 T = TypeVar("T")
 
@@ -123,7 +124,7 @@ def launch_all(
         job = executor.submit(_with_threads, fn, threads, *args) if threads else executor.submit(fn, *args)
         jobs.append((name, job))
     try:
-        while not all(job.done() for _, job in jobs):
+        while not all(ended(job) for _, job in jobs):
             if poll is not None:
                 poll()
             time.sleep(1.0)

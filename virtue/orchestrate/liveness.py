@@ -38,6 +38,19 @@ def slurm_job_active(job_id: str) -> bool | None:
     return bool({s.strip() for s in out.stdout.split()} & ACTIVE_SLURM)
 
 
+def ended(job) -> bool:
+    """job.done(), except that a Slurm job without a result that squeue still lists has not ended: during a
+    requeue (preemption, timeout) sacct can report the first attempt as ended for a few seconds before the job
+    is queued again, and submitit caches that state; squeue knows the job is coming back."""
+    from submitit.slurm.slurm import SlurmJob  # here, not at import: liveness is read without submitit's cost
+
+    if not job.done():
+        return False
+    if not isinstance(job, SlurmJob) or job.paths.result_pickle.exists():
+        return True
+    return slurm_job_active(str(job.job_id)) is not True
+
+
 def worker_alive(attrs: dict[str, Any]) -> bool:
     """Whether the worker recorded on a RUNNING trial may still be working on it."""
     job = attrs.get("slurm_job_id")

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..paths import workspace_root
+from ..tracker import end_status
 from ..train.checkpoint import WEIGHTS
 from .backbones import pretrain_backbones
 from .executors import EXECUTORS, progress, run_jobs
@@ -35,7 +36,7 @@ from .liveness import live_trials, recover_dead_trials
 from .queue import ask_grid, enqueue_grid, tell_reused, worker_env
 from .study import StudySpec, trial_config, trial_overrides
 from .sweep_report import write_report
-from .tracking import open_tracker
+from .tracking import metric_name, open_tracker
 from .worker import SearchJob, SearchSpec, TrialJob, open_storage, read_result, sampler_and_pruner, search_done
 
 __all__ = ["EXECUTORS", "SweepResult", "run_sweep", "storage_url", "sweep_dir"]
@@ -136,19 +137,13 @@ def trial_minutes(spec: StudySpec) -> tuple[float | None, float | None]:
 
 def announce(spec: StudySpec, to_train: int, to_eval: int, reused: int, workers: int) -> None:
     """Before the trials start: how many, how many are done already, and how long the rest should take."""
-    train_min, eval_min = trial_minutes(spec)
-    eval_min = eval_min if eval_min is not None else 1.0
-    work = to_train * (train_min or 0.0) + (to_train + to_eval) * eval_min
+    from .plan import estimate
+
     at_once = max(1, min(workers, to_train + to_eval))
-    if not to_train + to_eval:
-        when = "nothing to run"
-    elif to_train and train_min is None:
-        when = "time unknown until a first trial has trained"
-    else:
-        when = f"about {work / at_once:.0f} min ({train_min or 0:.1f} min to train a cell, {eval_min:.1f} to evaluate)"
     total = to_train + to_eval + reused
     print(f"{spec.name}: {total} trials: {reused} found done, {to_eval} trained already (evaluated only), "
-          f"{to_train} to train ({at_once} at once): {when}", file=sys.stderr, flush=True)
+          f"{to_train} to train ({at_once} at once): {estimate(spec, to_train, to_eval, workers)}",
+          file=sys.stderr, flush=True)  # fmt: skip
 
 
 def _wait_for_live(study, spec: StudySpec) -> None:
@@ -252,7 +247,7 @@ def run_sweep(
     import optuna
     from optuna.trial import TrialState
 
-    _check_args(executor, workers)
+    check_args(executor, workers)
     seeds = seeds or spec.seeds
     start = time.monotonic()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -263,20 +258,25 @@ def run_sweep(
         pretrain_backbones(spec, executor=executor, workers=workers, threads=pre, folder=sweep_dir(spec) / "logs")
     study = _open_study(spec, url)
     parent = _open_parent_run(spec, study)
-    requeued = _requeue_dead(study, spec)
-    run = dict(url=url, executor=executor, workers=workers, threads=threads, parent=parent.run_id)
-    reused = 0
-    if spec.sampler == "grid":
-        failed, reused = _run_grid(study, spec, seeds=seeds, **run)
-    else:
-        failed = _run_search(study, spec, **run)
-    report, summary = _finish(spec, study, seeds, parent, failed)
+    try:  # the parent run is closed however the driver ends: KILLED on Ctrl-C, FAILED on an error
+        requeued = _requeue_dead(study, spec)
+        run = dict(url=url, executor=executor, workers=workers, threads=threads, parent=parent.run_id)
+        reused = 0
+        if spec.sampler == "grid":
+            failed, reused = _run_grid(study, spec, seeds=seeds, **run)
+        else:
+            failed = _run_search(study, spec, **run)
+        report, summary = _finish(spec, study, seeds, parent)
+    except BaseException as e:
+        parent.close(end_status(e))
+        raise
+    parent.close("FAILED" if failed else "FINISHED")
     completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     wall = time.monotonic() - start
     return SweepResult(spec.name, completed, failed, requeued, report, wall, reused, bool(summary.get("complete")))
 
 
-def _check_args(executor: str, workers: int) -> None:
+def check_args(executor: str, workers: int) -> None:
     """Refuse an unknown executor or fewer than one worker before anything runs."""
     if executor not in EXECUTORS:
         raise UserError(f"--executor {executor}: expected one of {', '.join(EXECUTORS)}")
@@ -322,12 +322,20 @@ def _requeue_dead(study, spec: StudySpec) -> list[int]:
     return requeued
 
 
-def _finish(spec: StudySpec, study, seeds: int, parent, failed: list[str]) -> tuple[Path, dict]:
-    """Write the study's report (.json, and .png where one was drawn), log both to the parent run and close
-    it (FAILED if a job failed); returns the report's path and its summary."""
+def _finish(spec: StudySpec, study, seeds: int, parent) -> tuple[Path, dict]:
+    """Write the study's report (.json, and .png where one was drawn) and log both to the parent run, with
+    each cell's mean, paired difference and interval as metrics (`<axis>/<cell>/delta`, ...: MLflow's compare
+    view shows the ablation); returns the report's path and its summary."""
     report, summary = write_report(spec, study, seeds)
+    cells = {
+        metric_name(f"{spec.axis}/{cell}/{key}"): value
+        for cell, numbers in summary.get("cells", {}).items()
+        for key, value in numbers.items()
+        if isinstance(value, int | float)
+    }
+    if cells:
+        parent.log_metrics(cells)
     for p in (report, report.with_suffix(".png")):
         if p.exists():
             parent.log_artifact(p)
-    parent.close("FAILED" if failed else "FINISHED")
     return report, summary

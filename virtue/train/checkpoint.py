@@ -34,13 +34,18 @@ from .distributed import collective_device
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
 WEIGHTS = "trainable.safetensors"
+# The metadata travels as one JSON string under one key: safetensors writes a metadata map of several keys in an
+# order that changes from process to process, so the same weights would give different bytes (and DVC hashes).
+META_KEY = "virtue"
 
 
 def save_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """Atomic safetensors write; a failed write (full disk: safetensors' own error) is a one-line UserError."""
+    """Atomic safetensors write, byte-identical for the same tensors and metadata; a failed write (full disk:
+    safetensors' own error) is a one-line UserError."""
+    packed = {META_KEY: json.dumps(metadata, sort_keys=True)} if metadata else None
     with atomic_path(path) as tmp:
         try:
-            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=packed)
         except SafetensorError as e:
             raise UserError(f"{path}: cannot write: {e}") from e
 
@@ -64,9 +69,23 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
-        return load_file(str(path)), meta
+        tensors = load_file(str(path))
     except Exception as e:  # noqa: BLE001 - several error types for damaged files
         raise UserError(f"{path}: cannot read safetensors weights: {e}") from None
+    return tensors, _unpack_metadata(path, meta)
+
+
+def _unpack_metadata(path: Path, meta: dict[str, str]) -> dict[str, str]:
+    """save_weights' single JSON key back into a flat map; files from elsewhere (a flat map) pass through."""
+    if set(meta) != {META_KEY}:
+        return meta
+    try:
+        value = json.loads(meta[META_KEY])
+    except json.JSONDecodeError:
+        raise UserError(f"{path}: metadata key {META_KEY!r} is not JSON") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: metadata key {META_KEY!r} is not a JSON object")
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def rng_states() -> dict[str, Any]:

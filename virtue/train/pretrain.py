@@ -158,7 +158,7 @@ def pretrain(cfg: ExperimentConfig, *, tracker: Tracker | None = None, root: Pat
     pretrain.output_dir); returns pretrain.output_dir. Same config and seed -> same weights."""
     root = root or workspace_root()
     p = cfg.pretrain
-    out = root / p.output_dir
+    out = in_workspace(p.output_dir, root)
     start = time.perf_counter()
     scenes = _scenes(root, p.scenes_dir)
     metrics: dict = {"scenes": {"train": len(scenes[0]), "eval": len(scenes[1])}}
