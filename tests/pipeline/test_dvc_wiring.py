@@ -111,3 +111,19 @@ def test_full_run_then_noop_then_partial(ws):
     # plots render from the report's outputs
     plots = dvc(ws, "plots", "show", "-o", str(ws.parent / "plots-html"))
     assert plots.returncode == 0, plots.stderr
+
+    # dvc exp run: the same pipeline as a named experiment with a parameter set on the command line. It runs
+    # in the workspace like dvc repro (the stages that read train.steps, nothing else), and keeps what git and
+    # the DVC cache hold: params, dvc.lock, the metrics files, and the cached outputs (runs/train, runs/eval).
+    log.write_text("")
+    r = dvc(ws, "exp", "run", "-n", "steps9", "-S", "train.steps=9", path_first=bin_dir,
+            extra_env={"FAKE_VIRTUE_LOG": str(log)})  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    calls = [line for line in log.read_text().splitlines() if line]
+    assert kinds(calls) == ["eval", "eval", "eval", "report"] + ["sweep"] * (len(studies) + len(evals)) + ["train"]
+    assert all("train.steps=9" in c for c in calls if c.startswith("train"))
+    shown = dvc(ws, "exp", "show", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert "steps9" in shown.stdout and '"steps": 9' in shown.stdout.replace(" ", " ")
+    m = json.loads((ws / "runs/eval/tiny-virtue/metrics.json").read_text())
+    assert str(round(m["scar"]["overall"]["hit@1"], 6))[:5] in shown.stdout  # the experiment's own metrics

@@ -112,8 +112,17 @@ def test_variants_train_side_by_side_as_single_runs_do(tmp_path, run_cli):
     common = ["train.steps=2", "train.checkpoint_every=0", "launcher.cpus_per_task=1"]
     both = _args(tmp_path, "runs/{name}", *common, "name=pair", "launcher.kind=local")
     log_dir = f"launcher.log_dir={tmp_path / 'logs'}"
+    plan = run_cli(*both, log_dir, "--variants", "global", "crop", "--dry-run", env=env)
+    assert plan.returncode == 0 and plan.stdout.count(": new; no measured step rate") == 2, plan.stdout
+    assert "jobs: 2; resources: local executor on this machine, 2 at once, 1 torch threads each" in plan.stdout
+    assert not (tmp_path / "runs").exists()  # the dry run wrote nothing
     r = run_cli(*both, log_dir, "--variants", "global", "crop", env=env)
     assert r.returncode == 0, r.stderr[-3000:]
+    plan = run_cli(*both, log_dir, "--variants", "global", "crop", "virtue", "--dry-run", env=env)
+    lines = plan.stdout.splitlines()
+    assert "pair-global: global, 2 steps of 4" in lines[1] and "finished (weights there); 0 min at" in lines[1]
+    assert f"(measured in {tmp_path / 'runs' / 'pair-global'})" in lines[1]
+    assert "pair-virtue: virtue" in lines[3] and ": new; no measured step rate" in lines[3]  # no virtue run yet
     assert r.stdout.split() == [
         str(tmp_path / "runs" / f"pair-{v}" / "trainable.safetensors") for v in ("global", "crop")
     ]

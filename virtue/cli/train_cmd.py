@@ -32,6 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="YAML",
         help="the same, with the top-level `variants` list of this file (params.yaml in the DVC pipeline)",
     )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print each job (run folder, steps, finished / resumable / new), its resources and an estimated "
+        "time from the step rates this workspace measured; train and submit nothing",
+    )
     p.set_defaults(func=_train)
 
 
@@ -99,8 +105,72 @@ def _progress(cfgs: list[ExperimentConfig]):
     return bar, poll
 
 
+def _measured_rate(cfg: ExperimentConfig) -> tuple[float, str] | None:
+    """Median samples/s logged by a finished or running training of the same variant in this workspace (its
+    own folder first, then the other runs beside it), and where it came from."""
+    import statistics
+
+    from ..paths import workspace_root
+
+    own = workspace_root() / cfg.train.output_dir.format(name=cfg.name)
+    logs = [own / "metrics.jsonl", *sorted(own.parent.glob("*/metrics.jsonl"))]
+    for log in logs:
+        with contextlib.suppress(OSError, ValueError, UserError):
+            from ..config import load_resolved
+
+            if load_resolved(log.parent / "config.yaml").model.variant != cfg.model.variant:
+                continue
+            rows = [json.loads(x) for x in log.read_text(encoding="utf-8").splitlines() if x.strip()]
+            rates = [r["samples_per_s"] for r in rows if r.get("samples_per_s")]
+            if rates:
+                return statistics.median(rates), _shown(log.parent)
+    return None
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the workspace when it lies inside it."""
+    from ..paths import workspace_root
+
+    return os.path.relpath(path, workspace_root()) if path.is_relative_to(workspace_root()) else str(path)
+
+
+def dry_run(cfgs: list[ExperimentConfig]) -> str:
+    """What `virtue train` would run: one line per job, the resources, and the time at measured step rates."""
+    from ..orchestrate.launcher import local_threads
+    from ..orchestrate.plan import resources
+    from ..paths import workspace_root
+
+    lines, minutes = ["train: dry run, nothing trained or submitted"], []
+    for cfg in cfgs:
+        run_dir = workspace_root() / cfg.train.output_dir.format(name=cfg.name)
+        done = sorted((run_dir / "checkpoints").glob("step-*/meta.json"))
+        state = ("finished (weights there)" if (run_dir / "trainable.safetensors").is_file()
+                 else f"resumes from {done[-1].parent.name}" if done else "new")  # fmt: skip
+        rate = _measured_rate(cfg)
+        left = 0 if state.startswith("finished") else cfg.train.steps
+        when = "no measured step rate" if rate is None else f"{left * cfg.train.batch_size / rate[0] / 60:.0f} min"
+        if rate is not None:
+            minutes.append(left * cfg.train.batch_size / rate[0] / 60)
+            when += f" at {rate[0]:.1f} samples/s (measured in {rate[1]})"
+        lines.append(f"  {cfg.name}: {cfg.model.variant}, {cfg.train.steps} steps of {cfg.train.batch_size}, "
+                     f"{_shown(run_dir)}: {state}; {when}")  # fmt: skip
+    launcher = cfgs[0].launcher
+    at_once = len(cfgs) if launcher.kind != "inprocess" else 1
+    threads = local_threads(launcher, len(cfgs)) if launcher.kind == "local" else None
+    lines.append(f"  jobs: {len(cfgs)}; resources: {resources(launcher.kind, at_once, threads, launcher)}")
+    if minutes and len(minutes) == len(cfgs):
+        total = max(minutes) if at_once > 1 else sum(minutes)
+        lines.append(f"  time: about {total:.0f} min ({'side by side' if at_once > 1 else 'one after another'})")
+    return "\n".join(lines)
+
+
 def _train(args: argparse.Namespace) -> int:
     variants = args.variants or (variants_from(args.variants_from) if args.variants_from else None)
+    if args.dry_run:
+        cfgs = (variant_configs(args.experiment, args.overrides, variants) if variants is not None
+                else [load_experiment(args.experiment, args.overrides)])  # fmt: skip
+        print(dry_run(cfgs))
+        return 0
     try:
         if variants is not None:
             from ..orchestrate.launcher import launch_all
