@@ -147,7 +147,8 @@ def dry_run(cfgs: list[ExperimentConfig]) -> str:
         state = ("finished (weights there)" if (run_dir / "trainable.safetensors").is_file()
                  else f"resumes from {done[-1].parent.name}" if done else "new")  # fmt: skip
         rate = _measured_rate(cfg)
-        left = 0 if state.startswith("finished") else cfg.train.steps
+        resumed = int(done[-1].parent.name.removeprefix("step-")) if done else 0  # step-00000200 -> 200
+        left = 0 if state.startswith("finished") else max(0, cfg.train.steps - resumed)
         when = "no measured step rate" if rate is None else f"{left * cfg.train.batch_size / rate[0] / 60:.0f} min"
         if rate is not None:
             minutes.append(left * cfg.train.batch_size / rate[0] / 60)
