@@ -110,9 +110,9 @@ def _measured_rate(cfg: ExperimentConfig) -> tuple[float, str] | None:
     own folder first, then the other runs beside it), and where it came from."""
     import statistics
 
-    from ..paths import workspace_root
+    from ..train.loop import run_dir_of
 
-    own = workspace_root() / cfg.train.output_dir.format(name=cfg.name)
+    own = run_dir_of(cfg)
     logs = [own / "metrics.jsonl", *sorted(own.parent.glob("*/metrics.jsonl"))]
     for log in logs:
         with contextlib.suppress(OSError, ValueError, UserError):
@@ -138,21 +138,22 @@ def dry_run(cfgs: list[ExperimentConfig]) -> str:
     """What `virtue train` would run: one line per job, the resources, and the time at measured step rates."""
     from ..orchestrate.launcher import local_threads
     from ..orchestrate.plan import resources
-    from ..paths import workspace_root
+    from ..train.checkpoint import WEIGHTS, latest_checkpoint
+    from ..train.loop import run_dir_of
 
     lines, minutes = ["train: dry run, nothing trained or submitted"], []
     for cfg in cfgs:
-        run_dir = workspace_root() / cfg.train.output_dir.format(name=cfg.name)
-        done = sorted((run_dir / "checkpoints").glob("step-*/meta.json"))
-        state = ("finished (weights there)" if (run_dir / "trainable.safetensors").is_file()
-                 else f"resumes from {done[-1].parent.name}" if done else "new")  # fmt: skip
-        rate = _measured_rate(cfg)
-        resumed = int(done[-1].parent.name.removeprefix("step-")) if done else 0  # step-00000200 -> 200
+        run_dir = run_dir_of(cfg)
+        latest = latest_checkpoint(run_dir / "checkpoints")
+        state = ("finished (weights there)" if (run_dir / WEIGHTS).is_file()
+                 else f"resumes from {latest.name}" if latest else "new")  # fmt: skip
+        resumed = int(latest.name.removeprefix("step-")) if latest else 0  # step-00000200 -> 200
         left = 0 if state.startswith("finished") else max(0, cfg.train.steps - resumed)
-        when = "no measured step rate" if rate is None else f"{left * cfg.train.batch_size / rate[0] / 60:.0f} min"
+        rate = _measured_rate(cfg)
+        when = "no measured step rate"
         if rate is not None:
             minutes.append(left * cfg.train.batch_size / rate[0] / 60)
-            when += f" at {rate[0]:.1f} samples/s (measured in {rate[1]})"
+            when = f"{minutes[-1]:.0f} min at {rate[0]:.1f} samples/s (measured in {rate[1]})"
         lines.append(f"  {cfg.name}: {cfg.model.variant}, {cfg.train.steps} steps of {cfg.train.batch_size}, "
                      f"{_shown(run_dir)}: {state}; {when}")  # fmt: skip
     launcher = cfgs[0].launcher
