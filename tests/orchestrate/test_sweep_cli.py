@@ -110,3 +110,8 @@ def test_dry_run_plans_without_writing_and_sees_what_is_done(workspace, study_fi
     out = capsys.readouterr().out
     assert out.count("nothing (complete in the study)") == 3 and out.count("training + evaluation") == 3
     assert "jobs: 3 (3 to train, 0 to evaluate only)" in out and "1 at once" in out
+
+
+def test_zero_workers_is_refused_in_a_dry_run_too(workspace, study_file, capsys):
+    assert main(["sweep", "--study", str(study_file()), "--workers", "0", "--dry-run"]) == 2
+    assert "--workers 0: must be at least 1" in capsys.readouterr().err

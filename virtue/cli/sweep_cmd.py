@@ -115,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
         if trials < 1:
             raise UserError(f"--trials {trials}: must be at least 1")
         spec = spec.model_copy(update={"n_trials": trials})
+    if workers is not None and workers < 1:  # before `workers or 1` below turns 0 into 1
+        raise UserError(f"--workers {workers}: must be at least 1")
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads {args.threads}: must be at least 1")
     if args.dry_run:
