@@ -21,6 +21,7 @@ def _read_only(folder):
     return lambda: subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+@pytest.mark.slow  # over 3 s on 2 cores: runs in make test, not in a plain pytest
 def test_unwritable_out_fails_before_measuring(tmp_path, run_cli):
     folder = tmp_path / "ro"
     undo = _read_only(folder)

@@ -1,5 +1,6 @@
 """The `virtue` command through a subprocess, as a user runs it."""
 
+import pytest
 import yaml
 
 from virtue import __version__
@@ -10,6 +11,7 @@ def test_version(run_cli):
     assert r.returncode == 0 and r.stdout.strip() == f"virtue {__version__}"
 
 
+@pytest.mark.slow  # over 3 s on 2 cores: runs in make test, not in a plain pytest
 def test_config_show_applies_overrides(run_cli):
     r = run_cli("config", "show", "tiny", "train.lr=1e-3")
     assert r.returncode == 0, r.stderr
@@ -25,6 +27,7 @@ def test_config_show_unknown_key_is_one_line_and_exit_2(run_cli):
     assert r.stdout == ""
 
 
+@pytest.mark.slow  # over 3 s on 2 cores: runs in make test, not in a plain pytest
 def test_config_diff(run_cli):
     r = run_cli("config", "diff", "paper-2b", "paper-7b")
     assert r.returncode == 0

@@ -51,6 +51,7 @@ def test_user_errors_are_one_line(run_cli, tmp_path):
     assert r.returncode == 2 and "scenes_eval.parquet" in r.stderr
 
 
+@pytest.mark.slow  # over 3 s on 2 cores: runs in make test, not in a plain pytest
 def test_same_seed_same_bytes_through_cli(run_cli, tmp_path):
     outs = []
     for name in ("a", "b"):

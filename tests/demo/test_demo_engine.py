@@ -28,6 +28,9 @@ from virtue.eval.run import load_weights
 from virtue.models import build_embedder
 from virtue.numerics import score_tolerance, scores_agree
 
+# The engine builds and evaluates two micro runs first (about 15 s): make test runs this module, a plain pytest not.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def engine(micro_runs, tmp_path_factory):

@@ -54,6 +54,7 @@ def other_address() -> str | None:
     return None if ip.startswith("127.") else ip
 
 
+@pytest.mark.slow  # over 3 s on 2 cores: runs in make test, not in a plain pytest
 def test_dashboard_serves_the_study_on_loopback_and_stops_on_sigterm(workspace):
     journal = workspace / "elsewhere" / "journal.log"
     study = journal_study(journal)

@@ -186,6 +186,7 @@ def micro_eval_inputs(tmp_path) -> tuple[Path, Path]:
     return data, weights
 
 
+@pytest.mark.slow  # over 3 s on 2 cores: runs in make test, not in a plain pytest
 def test_eval_export_writes_the_scores_of_that_evaluation(micro_eval_inputs, tmp_path, cli):
     """The real command on the tiny preset model (random weights) and micro sets: a few seconds."""
     data, weights = micro_eval_inputs

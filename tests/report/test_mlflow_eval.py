@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from faults.conftest import PRESETS  # tests/ is on sys.path (rootdir import mode)
 
 from virtue.report.mlflow_eval import numeric_leaves
@@ -17,6 +18,7 @@ def test_numeric_leaves_flatten_numbers_only():
     assert dict(numeric_leaves(tree)) == {"a.b": 0.5, "a.n": 3.0, "c": 1.0}
 
 
+@pytest.mark.slow  # over 3 s on 2 cores: runs in make test, not in a plain pytest
 def test_eval_logs_its_metrics_and_predictions_to_mlflow(micro_eval_inputs, tmp_path, cli):  # noqa: F811
     from mlflow.tracking import MlflowClient
 

@@ -53,6 +53,7 @@ def _train_and_watch(tmp_path: Path, autocast: str):
     return seen, grads, before, trained
 
 
+@pytest.mark.slow  # over 3 s on 2 cores: runs in make test, not in a plain pytest
 def test_bfloat16_autocast_matmuls_with_float32_master_weights(tmp_path):
     seen, grads, before, trained = _train_and_watch(tmp_path, "bfloat16")
     assert all(dtypes == {torch.bfloat16} for dtypes in seen.values()), seen

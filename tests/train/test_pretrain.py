@@ -104,6 +104,7 @@ def test_pretrain_is_deterministic(workspace: Path, tmp_path: Path):
     assert any(not torch.equal(other[k], weights[0][0].state_dict()[k]) for k in other)
 
 
+@pytest.mark.slow  # over 3 s on 2 cores: runs in make test, not in a plain pytest
 def test_pretrain_cli_missing_scenes(run_cli, tmp_path: Path):
     (tmp_path / "experiments").mkdir()
     (tmp_path / "pyproject.toml").write_text("")

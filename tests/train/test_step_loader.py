@@ -51,7 +51,7 @@ def _assert_identical(a: dict, b: dict) -> None:
 
 
 # 8 pairs in batches of 4: 2 steps per epoch, so 4 steps see every image twice (cache misses, then hits)
-@pytest.mark.parametrize(("cache", "chunk"), [(False, 0), (True, 2)])
+@pytest.mark.parametrize(("cache", "chunk"), [(False, 0), pytest.param(True, 2, marks=pytest.mark.slow)])
 def test_workers_give_the_weights_of_the_training_process(tmp_path, cache, chunk):
     opts = (f"train.feature_cache={cache}", f"train.gradcache_chunk={chunk}")
     ref = _run(tmp_path, "inline", 0, *opts)
@@ -77,6 +77,7 @@ class SignalEveryone(SignalAt):
         super().log_metrics(metrics, step)
 
 
+@pytest.mark.slow  # over 3 s on 2 cores: runs in make test, not in a plain pytest
 def test_interrupted_run_with_workers_resumes_to_the_uninterrupted_weights(tmp_path):
     ref = _run(tmp_path, "ref", 0)
     with pytest.raises(TrainingInterrupted) as info:

@@ -87,6 +87,7 @@ def test_virtue_train_bad_override_is_one_line(run_cli):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "hard_negatives" in r.stderr
 
 
+@pytest.mark.slow  # over 3 s on 2 cores: runs in make test, not in a plain pytest
 def test_both_sources_weight_only_mmeb_train(tmp_path):
     from virtue.train.loop import load_train_data
     from virtue.train.sampler import SourceBatchSampler
@@ -132,6 +133,7 @@ def test_variants_train_side_by_side_as_single_runs_do(tmp_path, run_cli):
     assert not _same(_weights(tmp_path / "runs" / "pair-crop"), _weights(tmp_path / "runs" / "pair-global"))
 
 
+@pytest.mark.slow  # over 3 s on 2 cores: runs in make test, not in a plain pytest
 def test_variants_from_a_bad_file_is_one_line(tmp_path, run_cli):
     (tmp_path / "p.yaml").write_text("variants: virtue\n")
     for path, message in (

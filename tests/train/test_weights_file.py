@@ -24,6 +24,7 @@ save_weights(sys.argv[1], tensors, {k: v for k, v in (a.split("=") for a in sys.
 """
 
 
+@pytest.mark.slow  # over 3 s on 2 cores: runs in make test, not in a plain pytest
 def test_same_weights_same_bytes_in_every_process(tmp_path):
     # With the metadata as a map of five keys, safetensors' per-process order made these files differ.
     args = [f"{k}={v}" for k, v in META.items()]
