@@ -94,3 +94,9 @@ def reporting_quadratic(cfg, *, tracker=None, context=None) -> dict:
         if context is not None and context.report is not None:
             context.report(step, result["score"] * step / 4)
     return result
+
+
+def quadratic_tracking(cfg, *, tracker=None) -> dict:
+    """quadratic, plus whether the trial's process logs to MLflow over HTTP (a tracking server)."""
+    over_http = os.environ.get("MLFLOW_TRACKING_URI", "").startswith("http")
+    return {**quadratic(cfg, tracker=tracker), "over_http": float(over_http)}

@@ -106,3 +106,30 @@ def test_the_default_budget_makes_every_reference_cell_and_the_main_path_run_one
         assert f"{key}=${{{key}}}" in stage, key  # dvc.yaml passes exactly these
     virtue = variant_configs(budget.experiment, budget.main_path, ["virtue"])[0]
     assert cell_key(virtue) == next(iter(keys.values()))
+
+
+def test_sweep_resources_come_from_params_and_a_study_file_overrides_them(tmp_path):
+    """params.yaml's sweeps.slurm gives every study's trials their Slurm resources; the keys a study file sets in
+    its own `slurm:` block win for that study; a bad key is one error naming the file and the key."""
+    import yaml
+
+    from virtue.orchestrate.budget import read_budget, with_resources
+
+    root = Path(__file__).resolve().parents[2]
+    budget = read_budget(root / "params.yaml")
+    shipped = with_resources(load_study("seg_tokens"), budget.slurm)
+    assert shipped.slurm.model_dump(include=set(budget.slurm)) == {**budget.slurm, "partition": ""}
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["sweeps"]["slurm"] = {"partition": "gpu", "gpus_per_node": 1, "mem_gb": 32, "slurm_extra": {"qos": "hi"}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    study = yaml.safe_load((studies_dir() / "seg_tokens.yaml").read_text())
+    study["slurm"] = {"kind": "slurm", "time_min": 240, "gpus_per_node": 2}
+    (tmp_path / "big.yaml").write_text(yaml.safe_dump({**study, "name": "big"}))
+    spec = with_resources(load_study(str(tmp_path / "big.yaml")), read_budget(tmp_path / "params.yaml").slurm)
+    got = spec.slurm
+    assert (got.partition, got.gpus_per_node, got.mem_gb, got.time_min) == ("gpu", 2, 32, 240)
+    assert got.slurm_extra == {"qos": "hi"} and got.log_dir == "runs/sweeps/logs"
+    params["sweeps"]["slurm"] = {"gpus": 1}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(UserError, match=r"params.yaml: sweeps.slurm.gpus"):
+        read_budget(tmp_path / "params.yaml")

@@ -204,3 +204,43 @@ def test_a_search_prunes_poor_trials_and_records_them_as_pruned(workspace, study
     report = json.loads((workspace / "reports" / "sweeps" / "hpo.json").read_text())
     assert report["pruned_trials"] == len(pruned) and report["complete"]
     assert {r["state"] for r in report["rows"]} == {"PRUNED", "COMPLETE"}
+
+
+@pytest.mark.slow
+def test_an_rdb_search_fails_a_heartbeat_stale_trial_and_runs_it_again(workspace, study_file, tmp_path, importable,
+                                                                       monkeypatch):
+    """With an RDB storage, Optuna's heartbeat marks a trial whose search worker died as stale; the next worker
+    fails it and runs its queued copy (RetryHeartbeatStaleTrialCallback), resuming from the cell's checkpoint."""
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    search = {"model.connector_depth": {"choices": [1, 2, 3]}}
+    path = study_file(name="hpo", sampler="tpe", cells=[], search=search, n_trials=1, axis="trial",
+                      objective="slow_quadratic")  # fmt: skip
+    spec = load_study(path)
+    marker, log = tmp_path / "started.json", tmp_path / "attempts.jsonl"
+    monkeypatch.setenv("VIRTUE_TEST_LOG", str(log))
+    monkeypatch.setenv("VIRTUE_OPTUNA_HEARTBEAT_S", "1")  # grace 3 s
+    monkeypatch.setenv("VIRTUE_TEST_ONCE", str(marker))
+    monkeypatch.setenv("VIRTUE_TEST_SLEEP", "300")
+    code = ("import sys, optuna; from virtue.orchestrate.study import load_study; from virtue.orchestrate.worker "
+            "import SearchSpec, open_storage, run_search; spec = load_study(sys.argv[1]); "
+            "optuna.create_study(study_name=spec.name, storage=open_storage(sys.argv[2]), direction='maximize'); "
+            "run_search(SearchSpec(spec, sys.argv[2], 1, 0))")  # fmt: skip
+    worker = subprocess.Popen([sys.executable, "-c", code, str(path), url], cwd=workspace)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert worker.poll() is None and time.monotonic() < deadline, "the trial did not start"
+        time.sleep(0.2)
+    worker.send_signal(signal.SIGKILL)  # the worker dies mid-trial: its heartbeat stops
+    worker.wait()
+    time.sleep(4)  # past the grace period
+    from virtue.orchestrate.worker import SearchSpec, open_storage, run_search
+
+    assert run_search(SearchSpec(spec, url, 1, 0)) == [1]
+    first, retry = optuna.load_study(study_name=spec.name, storage=open_storage(url)).get_trials()
+    assert first.state == TrialState.FAIL and retry.state == TrialState.COMPLETE
+    assert RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == 0 and retry.params == first.params
+    assert retry.user_attrs["run_dir"] == first.user_attrs["run_dir"]
+    assert [json.loads(x)["start"] for x in log.read_text().splitlines()] == [0, 1]  # resumed from its checkpoint

@@ -104,6 +104,21 @@ def test_two_trial_study_runs_as_a_slurm_array(workspace, study_file, importable
     assert (workspace / "reports" / "sweeps" / "depth.png").is_file()
 
 
+def test_the_array_logs_to_a_tracking_server_the_driver_serves_from_the_sqlite_store(workspace, study_file,
+                                                                                      importable, capsys):
+    import os
+
+    spec = load_study(study_file(objective="quadratic_tracking", cells=[{"label": "2", "overrides": []}]))
+    res = run_sweep(spec, executor="slurm", workers=1)
+    assert res.completed == 1 and not res.failed, res.failed
+    [trial] = load(spec).get_trials()
+    assert trial.user_attrs["metrics"]["over_http"] == 1.0  # the worker logged through the server
+    assert "served at http://" in capsys.readouterr().err
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # the server is gone with the study, and so is the pointer
+    _, runs = children(spec)  # in the workspace's SQLite store, which the server wrote
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED" and runs[0].data.metrics["over_http"] == 1.0
+
+
 def test_a_requeued_trial_resumes_from_its_checkpoint(workspace, study_file, importable, tmp_path, monkeypatch):
     spec = load_study(study_file(objective="slow_quadratic", cells=[{"label": "2", "overrides": []}]))
     marker, log = tmp_path / "started.json", tmp_path / "attempts.jsonl"
@@ -159,3 +174,39 @@ def test_a_refused_submission_is_one_clear_error_and_leaves_nothing_running(work
     with pytest.raises(UserError, match="sbatch refused"):
         run_sweep(spec, executor="slurm", workers=2)
     assert {t.state for t in load(spec).get_trials()} == {TrialState.FAIL}
+
+
+def test_a_killed_drivers_rerun_waits_for_the_live_array_and_its_summary_holds_every_cell(
+    workspace, study_file, importable, tmp_path, monkeypatch
+):
+    import os
+    import signal
+    import sys
+
+    cells = [{"label": str(d), "overrides": [f"model.connector_depth={d}"]} for d in (1, 2)]
+    path = study_file(objective="slow_quadratic", cells=cells)
+    spec = load_study(path)
+    marker, log = tmp_path / "started.json", tmp_path / "attempts.jsonl"
+    monkeypatch.setenv("VIRTUE_TEST_ONCE", str(marker))
+    monkeypatch.setenv("VIRTUE_TEST_LOG", str(log))
+    monkeypatch.setenv("VIRTUE_TEST_SLEEP", "30")
+    code = ("import sys; from virtue.orchestrate.study import load_study; from virtue.orchestrate.sweep import "
+            "run_sweep; run_sweep(load_study(sys.argv[1]), executor='slurm', workers=2)")  # fmt: skip
+    driver = subprocess.Popen([sys.executable, "-c", code, str(path)], start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + WAIT_S
+    while not marker.exists():
+        assert driver.poll() is None and time.monotonic() < deadline, "no trial reached its first step"
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver dies; its array runs on in Slurm
+    driver.wait(WAIT_S)
+    job = json.loads(marker.read_text())["slurm_job"]
+    assert subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True).stdout.strip()
+
+    res = run_sweep(spec, executor="slurm", workers=2)  # waits for the live job, then reads its result
+    assert res.complete and res.completed == 2 and not res.failed and not res.requeued, res
+    trials = load(spec).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2  # the killed driver's two trials, nothing rerun
+    assert sorted(json.loads(x)["start"] for x in log.read_text().splitlines()) == [0, 0]  # one attempt each
+    summary = json.loads((workspace / "reports" / "sweeps" / f"{spec.name}.json").read_text())
+    assert summary["complete"] and [r["n"] for r in summary["rows"]] == [1, 1]

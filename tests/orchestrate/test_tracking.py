@@ -163,3 +163,18 @@ def test_importing_the_tracking_module_leaves_the_environment_alone(tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_REQUEST")}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp_path)
+
+
+def test_system_metrics_are_logged_on_the_run_while_it_works(workspace, cfg, mlflow_template):
+    from virtue.orchestrate.tracking import system_metrics
+
+    shutil.copy(mlflow_template, workspace / "mlflow.db")
+    with tracked_run(open_tracker(cfg, workspace / "runs" / "micro")) as tr, system_metrics(tr, interval_s=0.2):
+        time.sleep(1.5)  # a run at work: several samples
+        run_id = tr.run_id
+    client = MlflowClient(tracking_uri())
+    history = client.get_metric_history(run_id, "system/cpu_utilization_percentage")
+    assert len(history) >= 2 and all(0 <= m.value <= 100 * os.cpu_count() for m in history)
+    assert "system/system_memory_usage_megabytes" in client.get_run(run_id).data.metrics
+    with system_metrics(LocalTracker(workspace / "runs" / "offline")):  # no MLflow run: nothing, no error
+        pass

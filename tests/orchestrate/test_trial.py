@@ -12,9 +12,9 @@ import optuna
 import pytest
 
 from virtue.config import load_experiment
+from virtue.orchestrate.jobs import JobInterrupted, hand_back_signal
 from virtue.orchestrate.study import load_study
 from virtue.orchestrate.sweep import run_sweep
-from virtue.orchestrate.trial import TrialInterrupted, hand_back_signal
 from virtue.orchestrate.worker import open_storage
 
 ROOT_TINY = Path(__file__).resolve().parents[2] / "experiments" / "tiny.yaml"
@@ -24,15 +24,15 @@ def test_hand_back_signal_gives_the_signal_to_the_previous_handler():
     got = []
     previous = signal.signal(signal.SIGUSR2, lambda s, f: got.append(s))
     try:
-        with pytest.raises(TrialInterrupted):
+        with pytest.raises(JobInterrupted):
             hand_back_signal(signal.SIGUSR2)
         assert got == [signal.SIGUSR2]
         signal.signal(signal.SIGUSR2, signal.SIG_DFL)  # nobody to hand it to (in-process): do not die
-        with pytest.raises(TrialInterrupted):
+        with pytest.raises(JobInterrupted):
             hand_back_signal(signal.SIGUSR2)
     finally:
         signal.signal(signal.SIGUSR2, previous)
-    assert not issubclass(TrialInterrupted, Exception)  # the worker must not mark the trial FAILED
+    assert not issubclass(JobInterrupted, Exception)  # the worker must not mark the trial FAILED
 
 
 MICRO = [

@@ -80,8 +80,9 @@ def test_dvc_repro_micro(tmp_path):
         assert "difference [95% interval]" in md and row["paired"]["scar.overall.hit@1"]["verdict"]
     reference = next(r for r in summary["rows"] if r["reference"])
     assert reference["n"] == 3
-    adopted = ws / reference["runs"][0] / "adopted_from.txt"
-    assert adopted.read_text().strip() == "runs/train/micro-virtue"  # trained once, by the main path
+    trained_by = ws / reference["runs"][0] / "main_path_run.txt"
+    assert trained_by.read_text().strip() == "runs/train/micro-virtue"  # trained once, by the main path
+    assert (ws / "runs" / "train" / "micro-virtue" / "cell.txt").read_text().strip() == reference["runs"][0]
     assert summary["claim"]["verdict"] in ("reproduced", "contradicted", "unresolved")
     assert (ws / "reports" / "sweeps" / "connector_depth.png").stat().st_size > 1000
 

@@ -332,7 +332,7 @@ def test_paired_comparisons_and_the_papers_claim_are_on_the_page(workspace):
 
     first = workspace / "runs" / "cells" / "abc"
     first.mkdir(parents=True)
-    (first / "adopted_from.txt").write_text("runs/train/tiny-virtue\n")
+    (first / "main_path_run.txt").write_text("runs/train/tiny-virtue\n")
     rows[1]["runs"] = ["runs/cells/abc", "runs/cells/def", "runs/cells/ghi"]
     (sweeps / "connector_depth.json").write_text(json.dumps(summary))
     md = build_report(workspace / "runs", workspace / "reports", prefix="tiny").read_text()

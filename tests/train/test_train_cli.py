@@ -152,7 +152,7 @@ def test_variants_progress_reads_complete_lines_only(tmp_path):
     cfgs = variant_configs("tiny", [f"train.output_dir={tmp_path}/{{name}}", "train.steps=10"], ["virtue", "crop"])
     (tmp_path / "tiny-virtue").mkdir()
     (tmp_path / "tiny-virtue" / "metrics.jsonl").write_text('{"step": 3}\n{"step": 4}\n{"step": 5, "lo')
-    bar, poll = _progress(cfgs)
+    bar, poll = _progress(cfgs, in_cells=False)
     with bar:
         poll()  # the run is writing step 5: 4 done; crop has not started
         assert (bar.n, bar.total) == (4, 20)

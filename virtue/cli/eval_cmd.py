@@ -26,8 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ..eval.run import evaluate_job, output_dir
+    from ..eval.run import output_dir
     from ..io import check_writable
+    from ..orchestrate.jobs import EvalJob
     from ..orchestrate.launcher import launch
     from ..report.mlflow_eval import log_evaluation
     from ..train.checkpoint import find_weights
@@ -37,7 +38,7 @@ def _eval(args: argparse.Namespace) -> int:
     find_weights(args.checkpoint)  # fail here, not after a Slurm job has queued
     if args.export:
         check_writable(Path(args.export) / "submission.json")
-    metrics = launch(evaluate_job, cfg, args.checkpoint, str(out), launcher=cfg.launcher, name=f"eval-{cfg.name}")
+    metrics = launch(EvalJob(), cfg, args.checkpoint, str(out), launcher=cfg.launcher, name=f"eval-{cfg.name}")
     log_evaluation(cfg, out, args.checkpoint, metrics)  # the driver logs: a Slurm job's workers need no MLflow
     headline = {}
     if "scar" in metrics:

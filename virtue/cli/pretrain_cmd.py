@@ -17,11 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
+    from ..orchestrate.jobs import PretrainJob
     from ..orchestrate.launcher import launch
-    from ..train.pretrain import pretrain_job
 
     cfg = load_experiment(args.experiment, args.overrides)
-    m = launch(pretrain_job, cfg, launcher=cfg.launcher, name=f"pretrain-{cfg.name}")
+    m = launch(PretrainJob(), cfg, launcher=cfg.launcher, name=f"pretrain-{cfg.name}")
     print(
         json.dumps(
             {

@@ -94,9 +94,10 @@ def run(args: argparse.Namespace) -> int:
     cells = args.cells.split(",") if args.cells else None
     spec = load_study(args.study)
     if args.budget_from:
-        from ..orchestrate.budget import read_budget
+        from ..orchestrate.budget import read_budget, with_resources
 
         b = read_budget(args.budget_from)
+        spec = with_resources(spec, b.slurm)
         own = ("train.steps=", "train.warmup_steps=") if spec.own_budget else ()
         sets = [*(x for x in b.sets if not (own and x.startswith(own))), *sets]
         seeds, trials = seeds or b.seeds, trials or b.trials

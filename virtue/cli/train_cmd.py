@@ -33,28 +33,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the same, with the top-level `variants` list of this file (params.yaml in the DVC pipeline)",
     )
     p.add_argument(
+        "--in-cells",
+        action="store_true",
+        help="train each run in runs/cells/<digest of what decides its weights> and copy the finished run "
+        "(config, metrics, weights) into its run folder: the checkpoints stay outside the run folder (a DVC "
+        "stage output, deleted before the stage reruns), so a rerun resumes from them (the DVC pipeline)",
+    )
+    p.add_argument(
         "--dry-run",
         action="store_true",
         help="print each job (run folder, steps, finished / resumable / new), its resources and an estimated "
         "time from the step rates this workspace measured; train and submit nothing",
     )
     p.set_defaults(func=_train)
-
-
-def run_training(cfg: ExperimentConfig) -> str:
-    """One training process: the main rank opens the tracker (re-attached on resume), every rank trains."""
-    from ..train.loop import run_dir_of, train
-    from ..train.rundir import check_run_folder
-
-    is_main = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
-    if not (is_main and cfg.tracking.enabled):
-        return str(train(cfg))  # other ranks log nothing; without MLflow the loop keeps metrics in the folder
-    from ..orchestrate.tracking import open_tracker
-    from ..tracker import tracked_run
-
-    check_run_folder(cfg, run_dir_of(cfg))  # before the tracker logs this config into the run's MLflow run
-    with tracked_run(open_tracker(cfg, run_dir_of(cfg))) as tracker:
-        return str(train(cfg, tracker=tracker))
 
 
 def variants_from(path: str) -> list[str]:
@@ -79,17 +70,17 @@ def variant_configs(experiment: str, overrides: list[str], variants: list[str]) 
     return [load_experiment(experiment, [*overrides, f"model.variant={v}", f"name={name}-{v}"]) for v in variants]
 
 
-def _progress(cfgs: list[ExperimentConfig]):
+def _progress(cfgs: list[ExperimentConfig], in_cells: bool):
     """A poll function for launch_all: one bar over the steps of every run, read from their metrics.jsonl."""
     from tqdm import tqdm
 
-    from ..train.loop import run_dir_of
+    from ..orchestrate.jobs import training_dir
 
     bar = tqdm(total=sum(c.train.steps for c in cfgs), desc="train " + " ".join(c.model.variant for c in cfgs))
 
     def last_step(cfg: ExperimentConfig) -> int:
         try:
-            text = (run_dir_of(cfg) / "metrics.jsonl").read_text(encoding="utf-8")
+            text = (training_dir(cfg, in_cells) / "metrics.jsonl").read_text(encoding="utf-8")
         except OSError:
             return 0
         steps = [0]
@@ -134,8 +125,10 @@ def _shown(path: Path) -> str:
     return os.path.relpath(path, workspace_root()) if path.is_relative_to(workspace_root()) else str(path)
 
 
-def dry_run(cfgs: list[ExperimentConfig]) -> str:
-    """What `virtue train` would run: one line per job, the resources, and the time at measured step rates."""
+def dry_run(cfgs: list[ExperimentConfig], in_cells: bool = False) -> str:
+    """What `virtue train` would run: one line per job, the resources, and the time at measured step rates.
+    With `in_cells` a run's state is its cell folder's, where it trains."""
+    from ..orchestrate.jobs import training_dir
     from ..orchestrate.launcher import local_threads
     from ..orchestrate.plan import resources
     from ..train.checkpoint import WEIGHTS, latest_checkpoint
@@ -143,7 +136,7 @@ def dry_run(cfgs: list[ExperimentConfig]) -> str:
 
     lines, minutes = ["train: dry run, nothing trained or submitted"], []
     for cfg in cfgs:
-        run_dir = run_dir_of(cfg)
+        run_dir = training_dir(cfg, in_cells)
         latest = latest_checkpoint(run_dir / "checkpoints")
         state = ("finished (weights there)" if (run_dir / WEIGHTS).is_file()
                  else f"resumes from {latest.name}" if latest else "new")  # fmt: skip
@@ -155,7 +148,8 @@ def dry_run(cfgs: list[ExperimentConfig]) -> str:
             minutes.append(left * cfg.train.batch_size / rate[0] / 60)
             when = f"{minutes[-1]:.0f} min at {rate[0]:.1f} samples/s (measured in {rate[1]})"
         lines.append(f"  {cfg.name}: {cfg.model.variant}, {cfg.train.steps} steps of {cfg.train.batch_size}, "
-                     f"{_shown(run_dir)}: {state}; {when}")  # fmt: skip
+                     f"{_shown(run_dir_of(cfg))}{f' (trains in {_shown(run_dir)})' if in_cells else ''}: {state}; "
+                     f"{when}")  # fmt: skip
     launcher = cfgs[0].launcher
     at_once = len(cfgs) if launcher.kind != "inprocess" else 1
     threads = local_threads(launcher, len(cfgs)) if launcher.kind == "local" else None
@@ -171,8 +165,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.dry_run:
         cfgs = (variant_configs(args.experiment, args.overrides, variants) if variants is not None
                 else [load_experiment(args.experiment, args.overrides)])  # fmt: skip
-        print(dry_run(cfgs))
+        print(dry_run(cfgs, args.in_cells))
         return 0
+    from ..orchestrate.jobs import TrainJob, run_training
+
     try:
         if variants is not None:
             from ..orchestrate.launcher import launch_all
@@ -180,19 +176,20 @@ def _train(args: argparse.Namespace) -> int:
             cfgs = variant_configs(args.experiment, args.overrides, variants)
             calls = [(f"train-{c.name}", (c,)) for c in cfgs]
             if cfgs[0].launcher.kind == "inprocess":  # one after another, each with its own progress bar
-                run_dirs = launch_all(run_training, calls, launcher=cfgs[0].launcher)
+                inline = [(name, (c, args.in_cells)) for name, (c,) in calls]
+                run_dirs = launch_all(run_training, inline, launcher=cfgs[0].launcher)
             else:
-                bar, poll = _progress(cfgs)
+                bar, poll = _progress(cfgs, args.in_cells)
                 with bar:
-                    run_dirs = launch_all(run_training, calls, launcher=cfgs[0].launcher, poll=poll)
+                    run_dirs = launch_all(TrainJob(args.in_cells), calls, launcher=cfgs[0].launcher, poll=poll)
         else:
             cfg = load_experiment(args.experiment, args.overrides)
             if cfg.launcher.kind == "inprocess":
-                run_dirs = [run_training(cfg)]
+                run_dirs = [run_training(cfg, args.in_cells)]
             else:
                 from ..orchestrate.launcher import launch
 
-                run_dirs = [launch(run_training, cfg, launcher=cfg.launcher, name=f"train-{cfg.name}")]
+                run_dirs = [launch(TrainJob(args.in_cells), cfg, launcher=cfg.launcher, name=f"train-{cfg.name}")]
     except TrainingInterrupted as e:
         print(f"virtue: {e}", file=sys.stderr)
         return 128 + e.signum

@@ -6,7 +6,7 @@ seeds, trials, workers, executor, the study list) and the main path's training r
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ class Budget:
     experiment: str
     main_path: list[str]  # the overrides dvc.yaml's train stage gives every variant (from params.yaml)
     variants: list[str]
+    slurm: dict[str, Any] = field(default_factory=dict)  # sweeps.slurm: every trial's Slurm resources
 
 
 def _get(params: dict, path: str, where: Path) -> Any:
@@ -86,4 +87,32 @@ def read_budget(path: str | os.PathLike) -> Budget:
         experiment=str(g("experiment")),
         main_path=[f"name={g('experiment')}", "train.output_dir=runs/train/{name}", *main],
         variants=list(g("variants")),
+        slurm=_slurm(params, where),
     )
+
+
+def _slurm(params: dict, where: Path) -> dict[str, Any]:
+    """sweeps.slurm (optional): a mapping of launcher fields, checked here so that a typo names the file."""
+    from pydantic import ValidationError
+
+    from ..config.launcher import LauncherConfig
+
+    block = (params.get("sweeps") or {}).get("slurm") or {}
+    if not isinstance(block, dict):
+        raise UserError(f"{where}: sweeps.slurm: must be a mapping of launcher fields")
+    try:
+        LauncherConfig(kind="slurm", **block)
+    except (ValidationError, TypeError) as e:
+        first = e.errors()[0] if isinstance(e, ValidationError) else {"loc": (), "msg": str(e)}
+        key = ".".join(str(x) for x in first["loc"])
+        raise UserError(f"{where}: sweeps.slurm.{key}: {first['msg']}") from None
+    return block
+
+
+def with_resources(spec, base: dict[str, Any]):
+    """The study with its Slurm resources: the launcher defaults, then `base` (params.yaml's sweeps.slurm),
+    then the keys the study file sets in its own `slurm:` block (a per-study override)."""
+    from .study import sweep_launcher
+
+    own = spec.slurm.model_dump(exclude_unset=True)
+    return spec.model_copy(update={"slurm": sweep_launcher(**{**base, **own, "kind": "slurm"})})

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -28,6 +29,7 @@ CELLS = Path("runs") / "cells"
 # Finished runs elsewhere that are cells too: the main path's trained variants (dvc.yaml's train stage). A study
 # cell with the same key copies their final weights instead of training again.
 ADOPT_FROM = (Path("runs") / "train",)
+MAIN_PATH_RUN = "main_path_run.txt"  # in a cell that is a main-path run: that run's folder (runs/train/<name>)
 EVAL = "eval"  # the cell's own evaluation (cfg.eval, cfg.data): <cell>/eval/metrics.json
 EXTRA = "evals"  # further evaluations of a study: <cell>/evals/<name>/metrics.json
 
@@ -114,7 +116,7 @@ def adopt_finished_run(cfg: ExperimentConfig, run_dir: Path) -> Path | None:
     Returns the run it came from, or None."""
     import shutil
 
-    from ..io import atomic_path, write_text
+    from ..io import atomic_path
     from ..train.checkpoint import WEIGHTS
 
     run = finished_run_for(run_dir.name)
@@ -125,5 +127,18 @@ def adopt_finished_run(cfg: ExperimentConfig, run_dir: Path) -> Path | None:
         if (run / name).is_file():
             with atomic_path(run_dir / name) as tmp:
                 shutil.copyfile(run / name, tmp)
-    write_text(run_dir / "adopted_from.txt", str(run.relative_to(workspace_root())) + "\n")
+    mark_main_path_run(run_dir, run)
     return run
+
+
+def mark_main_path_run(cell: Path, run: Path) -> None:
+    """Record in the cell that it is the main path's run `run` (copied in, or trained there: --in-cells)."""
+    from ..io import write_text
+
+    write_text(cell / MAIN_PATH_RUN, os.path.relpath(run, workspace_root()) + "\n")
+
+
+def main_path_run(cell: Path) -> str | None:
+    """The main-path run folder this cell is, if it is one (mark_main_path_run)."""
+    mark = cell / MAIN_PATH_RUN
+    return mark.read_text(encoding="utf-8").strip() if mark.is_file() else None

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import submitit
+
 from ..config.launcher import LauncherConfig
 from ..paths import in_workspace
 from .liveness import ended
@@ -32,8 +34,6 @@ def log_folder(launcher: LauncherConfig, name: str) -> Path:
 def make_executor(launcher: LauncherConfig, name: str, *, folder: str | os.PathLike | None = None, **extra: Any):
     """A submitit executor for `launcher.kind` local|slurm with the config's resources; `extra` passes further
     update_parameters (e.g. slurm_array_parallelism)."""
-    import submitit
-
     if launcher.kind not in ("local", "slurm"):
         raise ValueError(f"launcher.kind={launcher.kind!r} has no executor")
     folder = Path(folder) if folder is not None else log_folder(launcher, name)
@@ -70,8 +70,6 @@ def failure_reason(e: BaseException) -> str:
 
 def wait(job, name: str) -> Any:
     """job.result(), with a failure turned into one clear error naming the job and its logs."""
-    import submitit
-
     try:
         return job.result()
     except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as e:
@@ -96,11 +94,17 @@ def local_threads(launcher: LauncherConfig, jobs: int) -> int:
     return max(1, min(launcher.cpus_per_task, len(os.sched_getaffinity(0)) // jobs))
 
 
-def _with_threads(fn: Callable[..., T], threads: int, *args: Any) -> T:
-    import torch
+class _WithThreads(submitit.helpers.Checkpointable):
+    """fn with `threads` torch threads; Checkpointable like the submitted fn (requeued, it calls fn again)."""
 
-    torch.set_num_threads(threads)
-    return fn(*args)
+    def __init__(self, fn: Callable[..., Any], threads: int):
+        self.fn, self.threads = fn, threads
+
+    def __call__(self, *args: Any) -> Any:
+        import torch
+
+        torch.set_num_threads(self.threads)
+        return self.fn(*args)
 
 
 def launch_all(
@@ -121,7 +125,7 @@ def launch_all(
     jobs = []
     for name, args in calls:
         executor = make_executor(launcher, name)
-        job = executor.submit(_with_threads, fn, threads, *args) if threads else executor.submit(fn, *args)
+        job = executor.submit(_WithThreads(fn, threads) if threads else fn, *args)
         jobs.append((name, job))
     try:
         while not all(ended(job) for _, job in jobs):

@@ -13,7 +13,7 @@ from typing import Any
 from ..paths import workspace_root
 from ..tracker import Tracker
 from ..train.checkpoint import WEIGHTS
-from .cells import adopt_finished_run, cell_dir
+from .cells import adopt_finished_run, cell_dir, main_path_run
 from .study import StudySpec, cell_seeds, trial_config, trial_overrides
 from .tracking import open_tracker
 from .worker import TrialSpec, read_result
@@ -77,8 +77,10 @@ def ask_grid(study, spec: StudySpec, *, storage: str, executor: str, parent: str
     run_dir = cell_dir(placeholder)
     overrides = trial_overrides(spec, params, params["seed"], run_dir)
     cfg = trial_config(spec, overrides)
-    if not (run_dir / WEIGHTS).is_file() and (source := adopt_finished_run(cfg, run_dir)) is not None:
-        trial.set_user_attr("trained_by", os.path.relpath(source, workspace_root()))
+    if not (run_dir / WEIGHTS).is_file():
+        adopt_finished_run(cfg, run_dir)
+    if (source := main_path_run(run_dir)) is not None:  # copied in just now, or trained there by the main path
+        trial.set_user_attr("trained_by", source)
     for k, v in {"run_dir": os.path.relpath(run_dir, workspace_root()), "driver_host": socket.gethostname(),
                  "driver_pid": os.getpid(), "executor": executor}.items():  # fmt: skip
         trial.set_user_attr(k, v)

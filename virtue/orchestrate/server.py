@@ -3,6 +3,7 @@ workers can log to over HTTP."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import UserError
@@ -95,3 +97,41 @@ def stop_server(proc: subprocess.Popen, timeout: float = 10.0) -> None:
 def _mlflow_cmd() -> list[str]:
     exe = Path(sys.executable).parent / "mlflow"
     return [str(exe)] if exe.is_file() else [sys.executable, "-m", "mlflow"]
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served_for_workers(uri: str) -> Iterator[str | None]:
+    """A Slurm array's workers log their trials from other nodes. With a SQLite tracking URI (the workspace's
+    mlflow.db) they would write one SQLite file over the shared filesystem from several nodes, which loses
+    and corrupts runs; so `mlflow server` is started here, bound to this host's name (the address the nodes
+    reach it by), and MLFLOW_TRACKING_URI points at it (driver and workers) until the block ends. Another
+    URI (a server, a database server) is used as it is. Yields the server's URL, or None."""
+    if not uri.startswith("sqlite:"):
+        yield None
+        return
+    host = socket.gethostname()
+    try:
+        proc, url = start_server(host, _free_port(host))
+    except (UserError, OSError) as e:
+        raise UserError(
+            f"--executor slurm with {uri}: could not serve it to the array's workers on {host} ({e}); start a "
+            "tracking server the nodes reach (virtue ui --host 0.0.0.0) and set MLFLOW_TRACKING_URI to it"
+        ) from None
+    print(f"MLflow: {uri} served at {url} for the array's workers (on {host}; stopped when the study ends)",
+          file=sys.stderr, flush=True)  # fmt: skip
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = url
+    try:
+        yield url
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+        stop_server(proc)

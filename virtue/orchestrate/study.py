@@ -20,6 +20,10 @@ from ..errors import UserError
 from ..paths import workspace_root
 
 
+def sweep_launcher(**fields) -> LauncherConfig:
+    """A study's Slurm resources: the launcher's defaults with the sweeps' log folder, then `fields`."""
+    return LauncherConfig(**{"kind": "slurm", "log_dir": "runs/sweeps/logs", **fields})
+
 class Cell(Section):
     label: str = Field(..., min_length=1, description="the cell's value on the axis (plot tick, table row)")
     overrides: list[str] = Field(default_factory=list, description="dotted key=value overrides for this cell")
@@ -124,7 +128,7 @@ class StudySpec(Section):
     objective: str = Field("virtue.orchestrate.trial:run_trial", description="module:function(cfg, *, tracker)")
     sampler_seed: int = 0
     backbones: list[BackboneJob] = Field(default_factory=list, description="pre-trained before the trials")
-    slurm: LauncherConfig = Field(default_factory=lambda: LauncherConfig(kind="slurm", log_dir="runs/sweeps/logs"))
+    slurm: LauncherConfig = Field(default_factory=lambda: sweep_launcher())
 
     @model_validator(mode="after")
     def _shape(self):

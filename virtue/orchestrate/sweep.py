@@ -32,7 +32,7 @@ from ..train.checkpoint import WEIGHTS
 from .backbones import pretrain_backbones
 from .executors import EXECUTORS, progress, run_jobs
 from .inputs import changed_inputs, record_inputs, study_inputs
-from .liveness import live_trials, recover_dead_trials
+from .liveness import live_trials, recover_dead_trials, running
 from .queue import ask_grid, enqueue_grid, tell_reused, worker_env
 from .study import StudySpec, trial_config, trial_overrides
 from .sweep_report import write_report
@@ -146,14 +146,29 @@ def announce(spec: StudySpec, to_train: int, to_eval: int, reused: int, workers:
           file=sys.stderr, flush=True)  # fmt: skip
 
 
-def _wait_for_live(study, spec: StudySpec) -> None:
+def _wait_for_live(study, spec: StudySpec, poll_s: float = 2.0) -> None:
     """Trials whose worker still runs (a killed driver's jobs): wait until they end, then go on."""
     live = live_trials(study)
     if not live:
         return
     print(f"{spec.name}: waiting for {len(live)} trial(s) a previous driver left running", file=sys.stderr)
     while live_trials(study):
-        time.sleep(2.0)
+        time.sleep(poll_s)
+
+
+def _collect_left_running(study, spec: StudySpec) -> list[int]:
+    """Grid trials a killed driver left RUNNING while its jobs ran on: wait for the live ones, then tell Optuna
+    the result each job left in its cell folder (in grid studies the driver tells, not the job). A trial with
+    no result (its worker died) stays for _requeue_dead. Returns the numbers completed here."""
+    _wait_for_live(study, spec)
+    told = []
+    for t in running(study):
+        run_dir = t.user_attrs.get("run_dir")
+        result = read_result(workspace_root() / run_dir, spec) if run_dir else None
+        if result is not None:
+            study.tell(t.number, result["value"])  # its metrics stay in the cell's result (trial_metrics)
+            told.append(t.number)
+    return told
 
 
 def _run_grid(study, spec, *, url, executor, workers, threads, parent, seeds) -> tuple[list[str], int]:
@@ -257,23 +272,38 @@ def run_sweep(
         pre = threads or default_threads(spec, executor, workers)
         pretrain_backbones(spec, executor=executor, workers=workers, threads=pre, folder=sweep_dir(spec) / "logs")
     study = _open_study(spec, url)
-    parent = _open_parent_run(spec, study)
-    try:  # the parent run is closed however the driver ends: KILLED on Ctrl-C, FAILED on an error
-        requeued = _requeue_dead(study, spec)
-        run = dict(url=url, executor=executor, workers=workers, threads=threads, parent=parent.run_id)
-        reused = 0
-        if spec.sampler == "grid":
-            failed, reused = _run_grid(study, spec, seeds=seeds, **run)
-        else:
-            failed = _run_search(study, spec, **run)
-        report, summary = _finish(spec, study, seeds, parent)
-    except BaseException as e:
-        parent.close(end_status(e))
-        raise
-    parent.close("FAILED" if failed else "FINISHED")
+    with _tracking_for(spec, executor):
+        parent = _open_parent_run(spec, study)
+        try:  # the parent run is closed however the driver ends: KILLED on Ctrl-C, FAILED on an error
+            if spec.sampler == "grid":
+                _collect_left_running(study, spec)
+            requeued = _requeue_dead(study, spec)
+            run = dict(url=url, executor=executor, workers=workers, threads=threads, parent=parent.run_id)
+            reused = 0
+            if spec.sampler == "grid":
+                failed, reused = _run_grid(study, spec, seeds=seeds, **run)
+            else:
+                failed = _run_search(study, spec, **run)
+            report, summary = _finish(spec, study, seeds, parent)
+        except BaseException as e:
+            parent.close(end_status(e))
+            raise
+        parent.close("FAILED" if failed else "FINISHED")
     completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     wall = time.monotonic() - start
     return SweepResult(spec.name, completed, failed, requeued, report, wall, reused, bool(summary.get("complete")))
+
+
+def _tracking_for(spec: StudySpec, executor: str):
+    """Where the trials log: on Slurm, a tracking server the array's workers reach (server.served_for_workers)
+    when the study tracks into the workspace's SQLite file; else as configured."""
+    cfg = cell_configs(spec)[0]
+    if executor != "slurm" or not cfg.tracking.enabled:
+        return contextlib.nullcontext()
+    from .server import served_for_workers
+    from .tracking import tracking_uri
+
+    return served_for_workers(tracking_uri(cfg))
 
 
 def check_args(executor: str, workers: int) -> None:

@@ -61,6 +61,18 @@ def per_query(run_dir: Path, metric: str) -> tuple[np.ndarray, np.ndarray, np.nd
     return qids, strata, PER_QUERY[measure](ranks).astype(np.float64)
 
 
+def trial_metrics(trial, spec: StudySpec) -> dict[str, Any]:
+    """A finished trial's flat metrics: on the trial, else in its cell's result (a trial a killed driver left
+    RUNNING is told by the next driver, which cannot add attributes to it)."""
+    if "metrics" in trial.user_attrs:
+        return trial.user_attrs["metrics"]
+    from .worker import read_result
+
+    run_dir = trial.user_attrs.get("run_dir")
+    result = read_result(workspace_root() / run_dir, spec) if run_dir else None
+    return result["metrics"] if result else {}
+
+
 def _comparison(c: Comparison) -> dict[str, Any]:
     return {"delta": c.delta, "low": c.low, "high": c.high, "half_width": c.half_width, "se_query": c.se_query,
             "se_seed": c.se_seed, "df": c.df if math.isfinite(c.df) else None, "verdict": c.verdict}  # fmt: skip
@@ -162,7 +174,7 @@ def summarise_grid(spec: StudySpec, study, seeds: int | None) -> dict[str, Any]:
                                "std": std, "n": len(values), "seeds": [t.params["seed"] for t in ts],
                                "values": values, "runs": [t.user_attrs.get("run_dir") for t in ts]}  # fmt: skip
         for m in spec.extra_metrics:
-            xs = [x for t in ts if isinstance(x := t.user_attrs.get("metrics", {}).get(m), int | float)]
+            xs = [x for t in ts if isinstance(x := trial_metrics(t, spec).get(m), int | float)]
             if xs:
                 row[f"{m} mean"], row[f"{m} std"] = _stats(xs)
         if spec.reference and spec.reference in trials:

@@ -16,7 +16,7 @@ import subprocess
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -305,3 +305,25 @@ def open_tracker(
     if log_config:
         tracker.log_params(flatten(cfg))
     return tracker
+
+
+@contextlib.contextmanager
+def system_metrics(tracker: Any, interval_s: float = 10.0) -> Iterator[None]:
+    """MLflow's system metrics (CPU, memory, disk, network; GPUs where pynvml is installed) on the tracker's run
+    while the block runs: `system/...` metrics sampled every interval_s by a thread, continuing the run's own
+    series when a requeued job re-attaches. Nothing without psutil, without MLflow, or offline."""
+    import importlib.util
+
+    run_id, uri = getattr(tracker, "run_id", None), getattr(tracker, "uri", None)
+    if run_id is None or getattr(tracker, "offline", True) or importlib.util.find_spec("psutil") is None:
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=interval_s, resume_logging=True, tracking_uri=uri)
+    monitor.start()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):  # a monitor that cannot log must not fail the run it watched
+            monitor.finish()

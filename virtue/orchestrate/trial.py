@@ -8,7 +8,6 @@ repeated exactly is read back. Each further evaluation of the study (its `evals`
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +15,7 @@ from pathlib import Path
 from ..config import ExperimentConfig, with_overrides
 from ..paths import workspace_root
 from .cells import cell_lock, evaluation_dir, finished_evaluation
-
-
-class TrialInterrupted(BaseException):
-    """Training stopped on a signal after saving a checkpoint. Not an Exception: the sweep worker leaves the
-    trial RUNNING (not FAILED) so that the requeued job, or the next driver, resumes it."""
+from .jobs import hand_back_signal
 
 
 @dataclass
@@ -35,15 +30,6 @@ class TrialContext:
     validation: Sequence[str] = ()
     metric: str = "scar.overall.hit@1"
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def hand_back_signal(signum: int) -> None:
-    """Training's own SIGTERM/SIGUSR2 handler took the signal and checkpointed; now give it to the handler
-    that was there before (under submitit: USR2 -> checkpoint the trial -> `scontrol requeue` -> exit)."""
-    handler = signal.getsignal(signum)
-    if callable(handler):
-        signal.raise_signal(signum)
-    raise TrialInterrupted(f"trial interrupted by signal {signum}; it resumes from its checkpoint")
 
 
 def _intermediate(cfg: ExperimentConfig, context: TrialContext, run_dir: Path):

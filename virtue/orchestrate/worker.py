@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from ..io import write_json
 from ..paths import workspace_root
 from ..tracker import tracked_run
 from .study import StudySpec, flat_numbers, load_objective, pick_metric, trial_config
-from .tracking import open_tracker
+from .tracking import open_tracker, system_metrics
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,17 @@ class TrialSpec:
     threads: int | None = None  # torch threads of the trial process (None: torch's default)
 
 
+# An RDB storage's heartbeat: every $VIRTUE_OPTUNA_HEARTBEAT_S seconds (default 60) while a search trial runs; a
+# trial without one for 3 times that is stale, and the next search worker fails it and queues it again (up to
+# HEARTBEAT_RETRIES times).
+HEARTBEAT_RETRIES = 3
+
+
 def open_storage(url: str):
-    """`journal:<path>` (the default: a journal file on the shared filesystem) or an RDB URL."""
+    """`journal:<path>` (the default: a journal file on the shared filesystem; no heartbeat, so the driver asks
+    the liveness module whether a RUNNING trial's worker lives) or an RDB URL, with Optuna's heartbeat and
+    RetryHeartbeatStaleTrialCallback: a search trial whose worker died is failed and run again, its queued copy
+    keeping the parameters and attributes (cell folder, MLflow run) the retry resumes from."""
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -53,7 +63,12 @@ def open_storage(url: str):
         path = Path(url.removeprefix("journal:"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
-    return optuna.storages.RDBStorage(url)
+    beat = int(os.environ.get("VIRTUE_OPTUNA_HEARTBEAT_S", "60"))
+    with warnings.catch_warnings():  # Optuna marks the heartbeat "experimental" (since v2.8): one note per use
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=HEARTBEAT_RETRIES)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=beat, grace_period=3 * beat,
+                                          heartbeat_stale_trial_callback=retry)  # fmt: skip
 
 
 def result_path(run_dir: str | os.PathLike, spec: StudySpec) -> Path:
@@ -117,7 +132,7 @@ def run_one(t: TrialSpec) -> dict:
     tags = {"sweep": t.spec.name, "cell": t.cell_key, "optuna.trial_number": t.number}
     tracker = open_tracker(cfg, t.run_dir, run_name=f"{t.spec.name}/{t.cell_key}", parent_run_id=t.parent_run_id,
                            tags=tags, run_id=t.mlflow_run_id, attach_stored=False)  # fmt: skip
-    with tracked_run(tracker):  # a signal-driven exit (requeue) closes KILLED: the trial stays RUNNING
+    with tracked_run(tracker), system_metrics(tracker):  # a signal (requeue) closes KILLED: the trial stays RUNNING
         numbers, value = call_objective(t.spec, cfg, tracker, t.run_dir)
         tracker.log_metrics(numbers)
     return {"value": value, "metrics": numbers}
@@ -178,19 +193,28 @@ def search_done(study, n_trials: int) -> bool:
 
 
 def run_search(s: SearchSpec) -> list[int]:
-    """Ask, run and tell trials until the study holds n_trials that are complete, pruned or running (two
-    workers may both start the last one: at most workers - 1 more). Returns the numbers this worker ran."""
+    """Optuna's study.optimize until the study holds n_trials that are complete, pruned or running (two
+    workers may both start the last one: at most workers - 1 more); with an RDB storage its heartbeat runs
+    beside each trial. Returns the numbers this worker ran."""
     import optuna
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
 
     os.environ.update(s.env)
     _threads(s.threads)
     sampler, pruner = sampler_and_pruner(s.spec, s.worker)
     study = optuna.load_study(study_name=s.spec.name, storage=open_storage(s.storage), sampler=sampler, pruner=pruner)
-    ran = []
-    while not search_done(study, s.n_trials):
-        trial = study.ask()
-        run_search_trial(study, trial, s)
+    ran: list[int] = []
+    optuna.storages.fail_stale_trials(study)  # RDB: trials of dead workers, queued again; journal: nothing
+    if search_done(study, s.n_trials):
+        return ran
+
+    def objective(trial) -> float:
         ran.append(trial.number)
+        return search_trial(trial, s)
+
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    study.optimize(objective, callbacks=[MaxTrialsCallback(s.n_trials, states=states)], gc_after_trial=False)
     return ran
 
 
@@ -212,11 +236,11 @@ def _search_cell(trial, s: SearchSpec):
     return cfg, run_dir, key
 
 
-def run_search_trial(study, trial, s: SearchSpec) -> None:
-    """Run one asked trial in its own MLflow child run and tell Optuna how it ended: COMPLETE with its value,
-    PRUNED (the run FINISHED, tagged with the step), FAIL on an error; a signal leaves it RUNNING (KILLED)."""
+def search_trial(trial, s: SearchSpec) -> float:
+    """One search trial in its own MLflow child run, as study.optimize's objective: returns its value
+    (COMPLETE), raises TrialPruned (PRUNED; the run FINISHED, tagged with the step), an error (FAIL); a
+    signal leaves it RUNNING (the run KILLED) for the requeued job or the next driver."""
     import optuna
-    from optuna.trial import TrialState
 
     cfg, run_dir, key = _search_cell(trial, s)
     tags = {"sweep": s.spec.name, "cell": key, "optuna.trial_number": trial.number}
@@ -233,19 +257,19 @@ def run_search_trial(study, trial, s: SearchSpec) -> None:
             pruned_at.append(step)
             raise optuna.TrialPruned(f"trial {trial.number} pruned at step {step} ({value:.4f})")
 
-    with tracked_run(tracker):
+    pruned: optuna.TrialPruned | None = None
+    with tracked_run(tracker), system_metrics(tracker):
         try:
             numbers, value = call_objective(s.spec, cfg, tracker, str(run_dir), report=report)
-        except optuna.TrialPruned:
-            study.tell(trial, state=TrialState.PRUNED)
+        except optuna.TrialPruned as e:  # raised below, once the run is closed FINISHED
             tracker.set_tags({"optuna.state": "PRUNED", "pruned_at_step": pruned_at[-1]})
-            return
-        except Exception:
-            study.tell(trial, state=TrialState.FAIL)
-            raise
-        tracker.log_metrics(numbers)
-        tracker.set_tags({"optuna.state": "COMPLETE"})
-        study.tell(trial, value)
+            pruned = e
+        else:
+            tracker.log_metrics(numbers)
+            tracker.set_tags({"optuna.state": "COMPLETE"})
+    if pruned is not None:
+        raise pruned
+    return value
 
 
 class SearchJob(submitit.helpers.Checkpointable):

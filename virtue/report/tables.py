@@ -211,8 +211,10 @@ def spread_table(studies: list[tuple[Path, dict]], runs: list[EvaluatedRun], roo
         virtue = next((r for r in runs if r.variant == "virtue"), None)
         main = virtue.metrics["scar"]["overall"]["hit@1"] if virtue else None
         values = ref["values"]
-        # at the main path's budget the first seed is the main path's run, copied in (cells.adopt_finished_run)
-        adopted = bool(ref.get("runs")) and (root / ref["runs"][0] / "adopted_from.txt").is_file()
+        from ..orchestrate.cells import main_path_run
+
+        # at the main path's budget the first seed is the main path's run
+        adopted = bool(ref.get("runs")) and main_path_run(root / ref["runs"][0]) is not None
         rows = [{"SCaR-synth P@1 of the virtue configuration": f"seed {s}", "x 100": f"{100 * v:.1f}"}
                 for s, v in zip(ref["seeds"], values, strict=True)]  # fmt: skip
         rows.append({"SCaR-synth P@1 of the virtue configuration": "mean +- std over seeds",
