@@ -27,13 +27,22 @@ def _run(args: list[str], cwd: Path) -> str:
     return out.stdout
 
 
-def test_dvc_metrics_diff_lists_every_cell(workspace, study_file, importable):
+def _csv_plot(name: str) -> dict:
+    """The per-cell data plot of the real dvc.yaml's sweep stage, for study `name`."""
+    plots = yaml.safe_load((RUN_PY.parents[1] / "dvc.yaml").read_text())["stages"]["sweep"]["do"]["plots"]
+    [props] = [p["reports/sweeps/${item}.csv"] for p in plots if "reports/sweeps/${item}.csv" in p]
+    return {f"reports/sweeps/{name}.csv": {k: v.replace("${item}", name) if isinstance(v, str) else v
+                                           for k, v in props.items()}}  # fmt: skip
+
+
+def test_dvc_metrics_diff_lists_every_cell_and_dvc_plots_shows_them(workspace, study_file, importable):
     study = study_file()
     stage = {
         "cmd": f"{sys.executable} {RUN_PY} --study sweeps/studies/depth.yaml --executor debug --restart-on-change",
         "deps": ["sweeps/studies/depth.yaml"],
         "outs": [{"runs/sweeps/depth": {"persist": True, "cache": False}}],
         "metrics": [{"reports/sweeps/depth.json": {"cache": False}}],
+        "plots": [_csv_plot("depth")],
     }
     (workspace / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"depth": stage}}))
     (workspace / ".gitignore").write_text("mlflow.db\nruns/\n")
@@ -55,3 +64,8 @@ def test_dvc_metrics_diff_lists_every_cell(workspace, study_file, importable):
         row = diff[f"cells.{cell}.mean"]
         assert row["old"] == pytest.approx(before[cell]["mean"]) and row["new"] == pytest.approx(after[cell]["mean"])
         assert row["old"] != row["new"]  # a second seed moves every cell's mean (the objective depends on it)
+    shown = json.loads(_run([str(DVC), "plots", "show", "--json"], workspace))["reports/sweeps/depth.csv"]
+    [plot] = shown
+    values = plot["content"]["data"]["values"]  # DVC's vega spec, filled from the CSV
+    assert sorted(v["cell"] for v in values) == ["1", "2", "3"]
+    assert {v["cell"]: float(v["mean"]) for v in values} == pytest.approx({c: after[c]["mean"] for c in after})

@@ -4,9 +4,11 @@ params.yaml), their validation, and a study that refuses to continue, or starts 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 
 from virtue.cli.main import main
 from virtue.config import load_experiment
@@ -110,6 +112,14 @@ def test_dry_run_plans_without_writing_and_sees_what_is_done(workspace, study_fi
     out = capsys.readouterr().out
     assert out.count("nothing (complete in the study)") == 3 and out.count("training + evaluation") == 3
     assert "jobs: 3 (3 to train, 0 to evaluate only)" in out and "1 at once" in out
+
+    data = yaml.safe_load(Path(path).read_text())  # the study's definition changes: its trials answer another one
+    Path(path).write_text(yaml.safe_dump({**data, "metric": "loss", "direction": "minimize"}, sort_keys=False))
+    assert main(["sweep", "--study", path, "--dry-run"]) == 0
+    assert "the driver refuses without --restart-on-change" in capsys.readouterr().out
+    assert main(["sweep", "--study", path, "--dry-run", "--restart-on-change"]) == 0
+    out = capsys.readouterr().out  # the study starts over; the cells trained so far keep their results
+    assert "the study starts over" in out and out.count("nothing (result found in runs/cells)") == 3
 
 
 def test_zero_workers_is_refused_in_a_dry_run_too(workspace, study_file, capsys):

@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads {args.threads}: must be at least 1")
     if args.dry_run:
-        return _dry_run(spec, args.storage, executor or "local", workers or 1, args.threads, seeds)
+        return _dry_run(spec, args, executor or "local", workers or 1, seeds)
     res = run_sweep(
         spec,
         executor=executor or "local",
@@ -142,14 +142,15 @@ def run(args: argparse.Namespace) -> int:
     return 1 if res.failed or not res.complete else 0
 
 
-def _dry_run(spec, storage: str | None, executor: str, workers: int, threads: int | None, seeds: int | None) -> int:
+def _dry_run(spec, args: argparse.Namespace, executor: str, workers: int, seeds: int | None) -> int:
     from ..orchestrate.plan import describe
     from ..orchestrate.sweep import check_args, default_threads, storage_url
 
     check_args(executor, workers)
-    threads = threads or default_threads(spec, executor, workers)
-    url = storage_url(spec, storage)
-    print(describe(spec, url=url, executor=executor, workers=workers, threads=threads, seeds=seeds or spec.seeds))
+    threads = args.threads or default_threads(spec, executor, workers)
+    url = storage_url(spec, args.storage)
+    print(describe(spec, url=url, executor=executor, workers=workers, threads=threads, seeds=seeds or spec.seeds,
+                   restart_on_change=args.restart_on_change))  # fmt: skip
     return 0
 
 

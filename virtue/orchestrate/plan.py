@@ -47,9 +47,10 @@ def _finished_trials(url: str, spec: StudySpec) -> list:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
 
 
-def plan_grid(spec: StudySpec, url: str, seeds: int) -> list[PlannedTrial]:
-    """Every (cell, seed) of a grid study and what it needs, in the driver's seed-major order."""
-    done = {t.user_attrs.get("cell_key") for t in _finished_trials(url, spec)}
+def plan_grid(spec: StudySpec, url: str, seeds: int, fresh: bool = False) -> list[PlannedTrial]:
+    """Every (cell, seed) of a grid study and what it needs, in the driver's seed-major order. `fresh`: the
+    study would start over (its inputs changed), so its own trials count for nothing."""
+    done = set() if fresh else {t.user_attrs.get("cell_key") for t in _finished_trials(url, spec)}
     out = []
     for seed in range(max(cell_seeds(spec, c.label, seeds) for c in spec.cells)):
         for cell in spec.cells:
@@ -95,20 +96,37 @@ def estimate(spec: StudySpec, to_train: int, to_eval: int, workers: int) -> str:
     return f"about {work / at_once:.0f} min ({train_min or 0:.1f} min to train a cell, {eval_min:.1f} to evaluate)"
 
 
-def describe(spec: StudySpec, *, url: str, executor: str, workers: int, threads: int | None, seeds: int) -> str:
+def _changed(spec: StudySpec) -> list[str]:
+    """What changed since the study's trials ran (sweep.check_inputs' test), without recording anything."""
+    from .inputs import changed_inputs, study_inputs
+    from .sweep import cell_configs, sweep_dir
+
+    sdir = sweep_dir(spec)
+    return changed_inputs(sdir / "inputs.json", study_inputs(spec, cell_configs(spec), sdir))
+
+
+def describe(spec: StudySpec, *, url: str, executor: str, workers: int, threads: int | None, seeds: int,
+             restart_on_change: bool = False) -> str:  # fmt: skip
     """The dry run's text: one line per planned trial, the backbone jobs, resources and the time estimate."""
     lines = [f"{spec.name}: dry run, nothing submitted"]
+    changed = _changed(spec)
+    if changed and not restart_on_change:
+        lines.append(f"  its trials were made from other inputs (changed: {', '.join(changed)}): the driver "
+                     "refuses without --restart-on-change")  # fmt: skip
+        return "\n".join(lines)
+    if changed:
+        lines.append(f"  inputs changed ({', '.join(changed)}): the study starts over; cells keep their results")
     backbones = missing_backbones(spec)
     if backbones:
         lines.append(f"  first {len(backbones)} SAM-2 pre-training job(s): " + ", ".join(b.path for b in backbones))
     if spec.sampler == "grid":
-        plan = plan_grid(spec, url, seeds)
+        plan = plan_grid(spec, url, seeds, fresh=bool(changed))
         width = max(len(p.cell) for p in plan)
         lines += [f"  {p.cell:<{width}}  seed {p.seed}  {NEEDS[p.state]}" for p in plan]
         to_train = sum(p.state == "train" for p in plan)
         to_eval = sum(p.state in ("evaluate", "adopt") for p in plan)
     else:
-        left = max(0, spec.n_trials - len(_finished_trials(url, spec)))
+        left = spec.n_trials if changed else max(0, spec.n_trials - len(_finished_trials(url, spec)))
         lines.append(f"  {spec.sampler} search: {spec.n_trials} trials, up to {left} to run")
         to_train, to_eval = left, 0
     jobs = to_train + to_eval

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..eval.paired import Comparison, compare, seed_spread
-from ..io import atomic_path, write_json
+from ..io import atomic_path, write_json, write_text
 from ..paths import workspace_root
 from .study import StudySpec, cell_seeds
 
@@ -313,8 +313,20 @@ def write_report(spec: StudySpec, study, seeds: int | None = None) -> tuple[Path
     summary = _finite(summarise(spec, study, seeds))
     out = report_path(spec)
     plot(summary, out.with_suffix(".png"))
+    write_text(out.with_suffix(".csv"), cells_csv(summary))
     write_json(out, summary)
     return out, summary
+
+
+def cells_csv(summary: dict[str, Any]) -> str:
+    """One row per cell (a search: per trial) for `dvc plots show` (dvc.yaml's template): the label, the
+    metric's mean and std over seeds, and the paired difference from the reference with its 95% interval."""
+    keys = ("mean", "std", "delta", "low", "high")
+    lines = [",".join(("cell", *keys))]
+    for label, cell in summary.get("cells", {}).items():
+        values = ("" if cell.get(k) is None else f"{cell[k]:.6g}" for k in keys)
+        lines.append(",".join((str(label), *values)))
+    return "\n".join(lines) + "\n"
 
 
 def _finite(obj):
