@@ -64,8 +64,9 @@ def test_dvc_metrics_diff_lists_every_cell_and_dvc_plots_shows_them(workspace, s
         row = diff[f"cells.{cell}.mean"]
         assert row["old"] == pytest.approx(before[cell]["mean"]) and row["new"] == pytest.approx(after[cell]["mean"])
         assert row["old"] != row["new"]  # a second seed moves every cell's mean (the objective depends on it)
-    shown = json.loads(_run([str(DVC), "plots", "show", "--json"], workspace))["reports/sweeps/depth.csv"]
+    shown = json.loads(_run([str(DVC), "plots", "show", "--json"], workspace))["data"]["reports/sweeps/depth.csv"]
     [plot] = shown
     values = plot["content"]["data"]["values"]  # DVC's vega spec, filled from the CSV
+    assert plot["content"]["encoding"]["y"]["field"] == "cell" and plot["content"]["title"]["text"] == "depth"
     assert sorted(v["cell"] for v in values) == ["1", "2", "3"]
     assert {v["cell"]: float(v["mean"]) for v in values} == pytest.approx({c: after[c]["mean"] for c in after})
