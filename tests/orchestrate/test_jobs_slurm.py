@@ -44,7 +44,14 @@ def _on_slurm(*extra: str):
 
 @pytest.fixture
 def reference(tiny_workspace) -> dict:  # noqa: F811
-    run = Path(run_training(_cfg("train.output_dir=runs/reference/{name}")))
+    """An uninterrupted run in this process, with the one torch thread of the Slurm job (cpus_per_task=1): the
+    same weights need the same summation order."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run = Path(run_training(_cfg("train.output_dir=runs/reference/{name}")))
+    finally:
+        torch.set_num_threads(threads)
     return load_file(str(run / WEIGHTS))
 
 

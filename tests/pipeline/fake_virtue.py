@@ -71,6 +71,7 @@ def fake_sweep(args: list[str]) -> None:
     from virtue.evalstudy.spec import is_eval_study, load_eval_study
     from virtue.orchestrate.budget import read_budget
     from virtue.orchestrate.study import load_study, only_cells
+    from virtue.orchestrate.sweep_report import cells_csv
 
     study = args[args.index("--study") + 1]
     if is_eval_study(study):  # evaluation-only: an empty summary in the real format (no runs to evaluate here)
@@ -100,6 +101,8 @@ def fake_sweep(args: list[str]) -> None:
     summary = {"study": spec.name, "axis": spec.axis, "metric": spec.metric, "sampler": spec.sampler, "rows": rows}
     write(Path("reports/sweeps") / f"{spec.name}.json", json.dumps(summary))
     write(Path("reports/sweeps") / f"{spec.name}.png", "not a png")
+    cells = {r[spec.axis]: {"mean": r["mean"], "std": r["std"]} for r in rows}
+    write(Path("reports/sweeps") / f"{spec.name}.csv", cells_csv({"cells": cells}))  # the real writer
     write(Path("runs/sweeps") / spec.name / "args.json", json.dumps({"args": args, "sets": budget.sets}))
 
 

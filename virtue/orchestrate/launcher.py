@@ -85,7 +85,7 @@ def launch(fn: Callable[..., T], *args: Any, launcher: LauncherConfig, name: str
     if launcher.kind == "inprocess":
         return fn(*args, **kwargs)
     executor = make_executor(launcher, name)
-    job = executor.submit(fn, *args, **kwargs)
+    job = executor.submit(_WithThreads(fn, job_threads(launcher, 1)), *args, **kwargs)
     return wait(job, name)
 
 
@@ -94,17 +94,23 @@ def local_threads(launcher: LauncherConfig, jobs: int) -> int:
     return max(1, min(launcher.cpus_per_task, len(os.sched_getaffinity(0)) // jobs))
 
 
+def job_threads(launcher: LauncherConfig, jobs: int) -> int:
+    """Torch threads of each of `jobs` jobs: local ones split this machine's cores (local_threads); a Slurm job
+    gets its cpus_per_task, since a node that does not confine jobs to their CPUs shows torch all of its cores."""
+    return local_threads(launcher, jobs) if launcher.kind == "local" else launcher.cpus_per_task
+
+
 class _WithThreads(submitit.helpers.Checkpointable):
     """fn with `threads` torch threads; Checkpointable like the submitted fn (requeued, it calls fn again)."""
 
     def __init__(self, fn: Callable[..., Any], threads: int):
         self.fn, self.threads = fn, threads
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         import torch
 
         torch.set_num_threads(self.threads)
-        return self.fn(*args)
+        return self.fn(*args, **kwargs)
 
 
 def launch_all(
@@ -121,11 +127,11 @@ def launch_all(
     while jobs run (e.g. to show progress)."""
     if launcher.kind == "inprocess":
         return [fn(*args) for _, args in calls]
-    threads = local_threads(launcher, len(calls)) if launcher.kind == "local" else None
+    threads = job_threads(launcher, len(calls))
     jobs = []
     for name, args in calls:
         executor = make_executor(launcher, name)
-        job = executor.submit(_WithThreads(fn, threads) if threads else fn, *args)
+        job = executor.submit(_WithThreads(fn, threads), *args)
         jobs.append((name, job))
     try:
         while not all(ended(job) for _, job in jobs):

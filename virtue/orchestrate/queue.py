@@ -15,7 +15,7 @@ from ..tracker import Tracker
 from ..train.checkpoint import WEIGHTS
 from .cells import adopt_finished_run, cell_dir, main_path_run
 from .study import StudySpec, cell_seeds, trial_config, trial_overrides
-from .tracking import open_tracker
+from .tracking import SERVED_STORE_ENV, open_tracker
 from .worker import TrialSpec, read_result
 
 SEED_RANGE = (0, 1_000_000)
@@ -56,7 +56,7 @@ class Asked:
 def worker_env() -> dict[str, str]:
     """What a worker on another node must see like the driver: the workspace and the tracking server."""
     env = {"VIRTUE_ROOT": str(workspace_root())}
-    for k in ("MLFLOW_TRACKING_URI", "PYTHONPATH"):
+    for k in ("MLFLOW_TRACKING_URI", SERVED_STORE_ENV, "PYTHONPATH"):
         if os.environ.get(k):
             env[k] = os.environ[k]
     return env

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..paths import workspace_root
-from .tracking import artifact_root, relocate_store, tracking_uri
+from .tracking import SERVED_STORE_ENV, artifact_root, relocate_store, tracking_uri
 
 _DB_SCHEMES = ("sqlite:", "postgresql", "mysql", "mssql")
 
@@ -37,6 +37,18 @@ def healthy(url: str, timeout: float = 1.0) -> bool:
             return r.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def allowed_hosts(host: str, port: int) -> str:
+    """The Host headers the server answers (MLflow refuses others against DNS rebinding; its default is
+    localhost and private IPs only, so a server bound to a node's name would refuse the workers that use that
+    name): loopback, and the name it is bound to, or this machine's names when bound to every interface."""
+    names = {"localhost", "127.0.0.1"}
+    if host in ("0.0.0.0", "::"):
+        names |= {socket.gethostname(), socket.getfqdn()}
+    else:
+        names.add(host)
+    return ",".join(f"{n},{n}:{port}" for n in sorted(names))
 
 
 def start_server(host: str = "127.0.0.1", port: int = 5000, *, wait_s: float = 90.0) -> tuple[subprocess.Popen, str]:
@@ -62,6 +74,7 @@ def start_server(host: str = "127.0.0.1", port: int = 5000, *, wait_s: float = 9
         "--host", host,
         "--port", str(port),
         "--workers", "1",
+        "--allowed-hosts", allowed_hosts(host, port),
     ]  # fmt: skip
     # The job runner spawns extra workers and slows start-up ~3x; the UI does not need it.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -125,13 +138,14 @@ def served_for_workers(uri: str) -> Iterator[str | None]:
         ) from None
     print(f"MLflow: {uri} served at {url} for the array's workers (on {host}; stopped when the study ends)",
           file=sys.stderr, flush=True)  # fmt: skip
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = url
+    before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", SERVED_STORE_ENV)}
+    os.environ.update({"MLFLOW_TRACKING_URI": url, SERVED_STORE_ENV: uri})
     try:
         yield url
     finally:
-        if before is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = before
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         stop_server(proc)

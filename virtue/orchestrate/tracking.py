@@ -44,6 +44,18 @@ def quick_http_failures() -> None:
         os.environ.setdefault(key, value)
 
 
+# Set with MLFLOW_TRACKING_URI while a server this workspace started serves its SQLite store to a Slurm array
+# (server.served_for_workers): the store behind that URL, whose port changes from one driver to the next.
+SERVED_STORE_ENV = "VIRTUE_MLFLOW_SERVED_STORE"
+
+
+def store_of(uri: str) -> str:
+    """The store a tracking URI writes to: the SQLite store behind the workspace's own served URL, else the URI.
+    Run folders record this, so a run resumed under a later driver's server (another port) finds its run."""
+    served = os.environ.get(SERVED_STORE_ENV)
+    return served if served and uri == os.environ.get("MLFLOW_TRACKING_URI") else uri
+
+
 def tracking_uri(cfg: ExperimentConfig | None = None, root: Path | None = None) -> str:
     """Config value, else $MLFLOW_TRACKING_URI, else a SQLite database in the workspace (never ./mlruns)."""
     if cfg is not None and cfg.tracking.uri:
@@ -175,7 +187,8 @@ class MlflowTracker:
                     all_tags["mlflow.parentRunId"] = parent_run_id
                 run = self._client.create_run(exp_id, run_name=run_name, tags=all_tags)
                 self.run_id = run.info.run_id
-            write_json(run_dir / RUN_FILE, {"run_id": self.run_id, "tracking_uri": uri, "experiment_id": exp_id})
+            record = {"run_id": self.run_id, "tracking_uri": store_of(uri), "experiment_id": exp_id}
+            write_json(run_dir / RUN_FILE, record)
         except Exception as e:  # noqa: BLE001 - tracking must never stop a run
             self._go_offline(f"MLflow at {uri} failed ({type(e).__name__}: {e})")
             return
@@ -186,7 +199,7 @@ class MlflowTracker:
             info = json.loads((self.run_dir / RUN_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        return info.get("run_id") if info.get("tracking_uri") == self.uri else None
+        return info.get("run_id") if info.get("tracking_uri") == store_of(self.uri) else None
 
     def _attach(self, run_id: str | None, exp_id: str) -> str | None:
         """Re-open an existing run (resume, requeue); None when it is gone or belongs elsewhere."""
