@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from virtue.cli.train_cmd import _progress
 from virtue.config import load_experiment, load_resolved
 from virtue.orchestrate.cells import cell_dir
 from virtue.orchestrate.jobs import run_training
@@ -52,6 +53,17 @@ def test_in_cells_trains_in_the_cell_and_publishes_the_finished_run(tiny_workspa
     assert _same_weights(out, plain) and _same_weights(out, cell)  # where it trains does not change the weights
     assert _steps(out) == [1, 2, 3, 4]
     assert load_resolved(out / "config.yaml").train.output_dir == "runs/train/{name}"
+
+    # A study evaluates the finished cell and appends its evaluation (step null) to the cell's log. The train
+    # stage, rerun, publishes the training's log only, and its progress bar reads past that line.
+    with (cell / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"step": None, "scar.overall.hit@1": 0.5}) + "\n")
+    shutil.rmtree(out)
+    assert _steps(Path(run_training(cfg, in_cells=True))) == [1, 2, 3, 4]
+    bar, poll = _progress([cfg], in_cells=True)
+    poll()
+    assert bar.n == 4
+    bar.close()
 
     # A job killed after step 2 leaves the cell with its step-2 checkpoint; DVC deletes the stage's outputs.
     for ckpt in checkpoints(cell / "checkpoints")[:-2]:

@@ -85,8 +85,8 @@ def _progress(cfgs: list[ExperimentConfig], in_cells: bool):
             return 0
         steps = [0]
         for line in text.split("\n")[-4:-1]:  # complete lines only: the run may be writing the last one
-            with contextlib.suppress(ValueError):
-                steps.append(int(json.loads(line).get("step", 0)))
+            with contextlib.suppress(ValueError, TypeError, AttributeError):  # a study's evaluation: step null
+                steps.append(int(json.loads(line).get("step")))
         return max(steps)
 
     def poll() -> None:

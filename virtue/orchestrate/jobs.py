@@ -11,6 +11,8 @@ requeued, they start again (minutes on the embedded default)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -23,6 +25,7 @@ from ..config import ExperimentConfig, with_overrides, write_resolved
 from ..errors import TrainingInterrupted
 from ..io import atomic_path, write_text
 from ..paths import workspace_root
+from ..tracker import METRICS_FILE
 
 
 class JobInterrupted(BaseException):
@@ -51,7 +54,19 @@ def hand_back_signal(signum: int) -> None:
 
 
 # What a finished run folder holds besides its checkpoints; the weights last: they mark it finished.
-RESULT_FILES = ("metrics.jsonl", "mlflow_run.json")
+RESULT_FILES = (METRICS_FILE, "mlflow_run.json")
+
+
+def training_lines(log: str) -> str:
+    """The lines of a cell's metrics.jsonl that training wrote (an integer step). A study that evaluates the
+    cell appends its evaluation there (step null); the published run's log is the training's, whichever
+    studies have used the cell since."""
+    kept = []
+    for line in log.splitlines():
+        with contextlib.suppress(ValueError, AttributeError):
+            if isinstance(json.loads(line).get("step"), int):
+                kept.append(line + "\n")
+    return "".join(kept)
 
 
 def publish_run(cfg: ExperimentConfig, cell: Path, out: Path) -> None:
@@ -63,11 +78,13 @@ def publish_run(cfg: ExperimentConfig, cell: Path, out: Path) -> None:
     (out / WEIGHTS).unlink(missing_ok=True)  # a run published before (another config's) is unfinished from here
     write_resolved(cfg, out)
     for name in (*RESULT_FILES, WEIGHTS):
-        if (cell / name).is_file():
+        if not (cell / name).is_file():
+            (out / name).unlink(missing_ok=True)
+        elif name == METRICS_FILE:
+            write_text(out / name, training_lines((cell / name).read_text(encoding="utf-8")))
+        else:
             with atomic_path(out / name) as tmp:
                 shutil.copyfile(cell / name, tmp)
-        else:
-            (out / name).unlink(missing_ok=True)
     write_text(out / "cell.txt", os.path.relpath(cell, workspace_root()) + "\n")
 
 
