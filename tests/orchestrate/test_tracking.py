@@ -60,6 +60,12 @@ def test_resume_reattaches_to_the_same_run(workspace, cfg, mlflow_template):
     assert child.run_id != first.run_id
     assert client.get_run(child.run_id).data.tags["mlflow.parentRunId"] == first.run_id
     child.close()
+    # A study's run in the same folder (a shared sweep cell: attach_stored False) is a run of its own and leaves
+    # the folder's record naming the training's run.
+    study = open_tracker(cfg, run_dir, run_name="study/cell-s0", attach_stored=False)
+    assert study.run_id != first.run_id
+    study.close()
+    assert json.loads((run_dir / "mlflow_run.json").read_text())["run_id"] == first.run_id
 
 
 def test_env_uri_overrides_default(workspace, cfg, monkeypatch, tmp_path_factory, mlflow_template):

@@ -187,8 +187,9 @@ class MlflowTracker:
                     all_tags["mlflow.parentRunId"] = parent_run_id
                 run = self._client.create_run(exp_id, run_name=run_name, tags=all_tags)
                 self.run_id = run.info.run_id
-            record = {"run_id": self.run_id, "tracking_uri": store_of(uri), "experiment_id": exp_id}
-            write_json(run_dir / RUN_FILE, record)
+            if attach_stored:  # a folder shared by several runs (a sweep cell) keeps the record of its training
+                record = {"run_id": self.run_id, "tracking_uri": store_of(uri), "experiment_id": exp_id}
+                write_json(run_dir / RUN_FILE, record)
         except Exception as e:  # noqa: BLE001 - tracking must never stop a run
             self._go_offline(f"MLflow at {uri} failed ({type(e).__name__}: {e})")
             return
@@ -294,8 +295,9 @@ def open_tracker(
     attach_stored: bool = True,
 ) -> MlflowTracker | LocalTracker:
     """The tracker of one run: params = the flattened resolved config, tags = git SHA + `tags` (e.g. the data
-    hash). Re-attaches to `run_id`, else to the run recorded in run_dir (unless attach_stored is False: a
-    sweep cell's folder is shared by the studies that need it, each with its own run), else starts a new run."""
+    hash). Re-attaches to `run_id`, else to the run recorded in run_dir, else starts a new run and records it
+    there. With attach_stored False (a sweep cell's folder, shared by the studies that need it, each with its own
+    run) it neither reads nor overwrites the folder's record, which stays the run that trained there."""
     run_dir = Path(run_dir)
     if not cfg.tracking.enabled:
         return LocalTracker(run_dir)
