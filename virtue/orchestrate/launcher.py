@@ -85,7 +85,9 @@ def launch(fn: Callable[..., T], *args: Any, launcher: LauncherConfig, name: str
     if launcher.kind == "inprocess":
         return fn(*args, **kwargs)
     executor = make_executor(launcher, name)
-    job = executor.submit(_WithThreads(fn, job_threads(launcher, 1)), *args, **kwargs)
+    if launcher.kind == "slurm":  # a local job has this machine to itself: torch's default threads
+        fn = _WithThreads(fn, job_threads(launcher, 1))
+    job = executor.submit(fn, *args, **kwargs)
     return wait(job, name)
 
 
