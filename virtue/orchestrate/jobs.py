@@ -26,6 +26,7 @@ from ..errors import TrainingInterrupted
 from ..io import atomic_path, write_text
 from ..paths import workspace_root
 from ..tracker import METRICS_FILE
+from .tracking import RUN_FILE
 
 
 class JobInterrupted(BaseException):
@@ -54,7 +55,7 @@ def hand_back_signal(signum: int) -> None:
 
 
 # What a finished run folder holds besides its checkpoints; the weights last: they mark it finished.
-RESULT_FILES = (METRICS_FILE, "mlflow_run.json")
+RESULT_FILES = (METRICS_FILE, RUN_FILE)
 
 
 def training_lines(log: str) -> str:
