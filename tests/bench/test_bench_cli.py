@@ -52,11 +52,13 @@ def test_quick_bench_writes_json_and_table(tmp_path, run_cli):
         "eval_feature_cache",
         "cell_dedup",
         "answered_cell_minutes",
+        "train_step_profile",
+        "train_step_compile",
         "dvc_repro_noop",
         "dvc_repro_stages",
     }
     comparisons = ("gradcache_memory", "feature_cache_sweep", "train_throughput_cache", "eval_throughput_dedup",
-                   "train_step_dtype", "eval_feature_cache")  # fmt: skip
+                   "train_step_dtype", "eval_feature_cache", "train_step_compile")  # fmt: skip
     for name in comparisons:
         r_ = res[name]
         assert r_["status"] == "measured" and r_["optimised"]["median"] > 0 and r_["baseline"]["median"] > 0
@@ -67,6 +69,10 @@ def test_quick_bench_writes_json_and_table(tmp_path, run_cli):
     assert 0 < dedup["distinct_cells"] < dedup["planned_trials"] and dedup["ratio"] < 1
     minutes = [x["minutes"] for x in res["answered_cell_minutes"]["levers"]]
     assert len(minutes) == 5 and minutes[-1] < minutes[0]  # the levers together make a cell cheaper
+    profile = res["train_step_profile"]  # the phases make up the step (quick: 2 timed steps, medians = means)
+    assert sum(profile["phases_s"].values()) == pytest.approx(profile["step_s"], rel=0.05)
+    assert all(v > 0 for v in profile["phase_share"].values()) and 0 <= profile["padding_share"] < 0.5
+    assert res["train_step_compile"]["backend"] == "aot_eager"  # quick: graph capture without C++ code generation
     assert dedup["main_path_cells"] == 3  # the main path's virtue, global and crop runs are cells of the studies
     for name in res:
         assert name in r.stdout  # the table lists every benchmark

@@ -117,3 +117,19 @@ def test_step_peak_counts_batch_dependent_memory():
 
     small, big = peak(64), peak(640)
     assert small >= 64 * 1024 * 4 and big >= 640 * 1024 * 4 and big > 5 * small
+
+
+@pytest.mark.slow  # 13 s: the micro benchmark and a zero-step `virtue pretrain`
+def test_bench_workspace_tokenizes_like_the_pipeline(tmp_path):
+    """The benchmarks' untrained backbones carry a tokenizer trained on the workspace's texts, as `virtue pretrain`
+    makes the pipeline's: the costs are of the pipeline's token counts, not of the presets' byte tokenizer."""
+    from virtue.bench.common import BenchWorkspace
+    from virtue.data.corpus import corpus_texts
+    from virtue.models.backbones import load_tokenizer
+
+    ws = BenchWorkspace(tmp_path, 8, 2)
+    ws.prepare()
+    tokenizer = load_tokenizer(ws.config().model.vlm, root=tmp_path)
+    texts = list(corpus_texts(tmp_path / "scar"))[:50]
+    tokens = sum(len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts)
+    assert tokens < 0.5 * sum(len(t.encode()) for t in texts)  # a byte tokenizer: one token per byte

@@ -1,8 +1,9 @@
 """(f) What one answered study cell costs, and what each lever of the study design buys, side by side.
 
 A cell is answered by training it (`steps` steps of the study budget) and evaluating it on the eval sets.
-Measured here on the tiny model (preset backbones: costs do not depend on weight values), at the study
-batch, one torch thread:
+Measured here on the tiny model (untrained backbones with the pipeline's kind of tokenizer: costs do not depend
+on weight values), at the study batch, one torch thread, on SCaR-synth batches (the costlier source; a cell's
+1700 steps mix about 1300 of them with 400 MMEB-synth batches, so the minutes are an upper bound):
 - dtype: a training step with the frozen backbones in bfloat16 against float32 (model.dtype=auto picks the
   faster one for this CPU: bfloat16 only where the CPU has AMX);
 - evaluation with the frozen-feature cache warm (another trial of the study already ran SAM-2 and the vision
@@ -20,11 +21,14 @@ from pathlib import Path
 from .common import BenchWorkspace, Side, comparison, log, median
 
 
-def _step_seconds(ws: BenchWorkspace, dtype: str, batch: int, negatives: int, steps: int) -> list[float]:
+def step_setup(ws: BenchWorkspace, dtype: str, batch: int, negatives: int, steps: int, encoder_type=None):
+    """A fresh tiny embedder in training mode at the study batch, its optimizer, an Encoder over a feature cache
+    already holding the frozen features of `steps + 1` batches (a trial's steps mostly find them cached: epochs,
+    earlier trials), and those batches. encoder_type: an Encoder subclass (the step profile's clock)."""
     from ..models import build_embedder
     from ..train.cache import FeatureCache
     from ..train.distributed import seed_everything
-    from ..train.loop import Encoder, _optimizer, _step_loss, load_train_data
+    from ..train.loop import Encoder, _optimizer, load_train_data
     from ..train.sampler import SourceBatchSampler
 
     cfg = ws.config(f"model.dtype={dtype}", f"train.batch_size={batch}", f"train.hard_negatives={negatives}")
@@ -34,11 +38,18 @@ def _step_seconds(ws: BenchWorkspace, dtype: str, batch: int, negatives: int, st
     pairs, _ = load_train_data(cfg)
     sampler = SourceBatchSampler(pairs, batch, 0, negatives, None, cfg.train.hard_negative_kinds)
     cache = FeatureCache(ws.root / f"step-cache-{dtype}", embedder.frozen_fingerprint())
-    encoder = Encoder(embedder, processor, "cpu", cache)
+    encoder = (encoder_type or Encoder)(embedder, processor, "cpu", cache)
     optimizer = _optimizer(embedder, cfg.train)
     batches = [sampler.batch(i) for i in range(steps + 1)]
-    for b in batches:  # a trial's steps mostly find their frozen features cached (epochs, earlier trials)
+    for b in batches:
         encoder.prepare(b.queries), encoder.prepare(b.positives + b.negatives)
+    return cfg, embedder, encoder, optimizer, batches
+
+
+def _step_seconds(ws: BenchWorkspace, dtype: str, batch: int, negatives: int, steps: int) -> list[float]:
+    from ..train.loop import _step_loss
+
+    cfg, _, encoder, optimizer, batches = step_setup(ws, dtype, batch, negatives, steps)
     out = []
     for i, b in enumerate(batches):
         t = time.perf_counter()

@@ -33,10 +33,11 @@ class Sizes:
     dvc_repeats: int
     lever_steps: int
     lever_repeats: int
+    profile_steps: int
 
 
-FULL = Sizes(256, 20, 256, 8, 1, 4, 8, 3, 2, 32, 3, 6, 2)
-QUICK = Sizes(32, 4, 32, 8, 1, 2, 8, 1, 1, 32, 1, 2, 1)
+FULL = Sizes(256, 20, 256, 8, 1, 4, 8, 3, 2, 32, 3, 6, 2, 12)
+QUICK = Sizes(32, 4, 32, 8, 1, 2, 8, 1, 1, 32, 1, 2, 1, 3)
 
 
 def run_bench(out: str | os.PathLike, *, quick: bool = False) -> dict:
@@ -52,6 +53,7 @@ def run_bench(out: str | os.PathLike, *, quick: bool = False) -> dict:
     from .levers import study_levers
     from .memory import gradcache_memory
     from .pipeline import noop_repro, stage_minutes
+    from .step_profile import step_profile
 
     budget = read_budget(workspace_root() / "params.yaml").__dict__
 
@@ -69,6 +71,9 @@ def run_bench(out: str | os.PathLike, *, quick: bool = False) -> dict:
             results += _clocked(
                 lambda: study_levers(ws, repeats=sizes.lever_repeats, steps=sizes.lever_steps, budget=budget)
             )
+            fast = next(r["fastest"] for r in results if r["name"] == "train_step_dtype")
+            profile = dict(repeats=sizes.lever_repeats, steps=sizes.profile_steps, budget=budget, dtype=fast)
+            results += _clocked(lambda: step_profile(ws, **profile, quick=quick))
         root = workspace_root()
         results += _clocked(lambda: [noop_repro(root, sizes.dvc_repeats)])
         results += _clocked(lambda: [stage_minutes(root)])
@@ -77,7 +82,8 @@ def run_bench(out: str | os.PathLike, *, quick: bool = False) -> dict:
     report = {
         "mode": "quick" if quick else "full",
         "sizes": sizes.__dict__,
-        "model": "tiny (experiments/tiny.yaml) with preset backbones, random weights: costs do not depend on values",
+        "model": "tiny (experiments/tiny.yaml), untrained backbones from a zero-step `virtue pretrain` on the micro "
+        "workspace (its tokenizer trained there, as the pipeline's): costs do not depend on weight values",
         "torch_threads": 1,
         "machine": {
             "cpus": os.cpu_count(),
@@ -123,6 +129,10 @@ def format_table(report: dict) -> str:
         elif name == "cell_dedup":
             rows.append((name, f"{r['distinct_cells']} cells", f"{r['planned_trials']} trials", f"{r['ratio']:.2f}x",
                          "-", "-"))  # fmt: skip
+        elif name == "train_step_profile":
+            shares = ", ".join(f"{k} {v:.0%}" for k, v in r["phase_share"].items())
+            rows.append((name, f"{_num(r['step_s'], 's')}: {shares}; padding {r['padding_share']:.0%}", "", "", "-",
+                         "-"))  # fmt: skip
         elif name == "answered_cell_minutes":
             steps = " -> ".join(f"{x['minutes']:.2g}" for x in r["levers"])
             rows.append((name, f"{steps} min", "", f"{r['ratio_all_levers']:.2f}x", "-", "-"))
