@@ -26,3 +26,14 @@ def in_workspace(path: str | os.PathLike, root: str | os.PathLike | None = None)
     workspace_root()), never to the working directory."""
     p = Path(path)
     return p if p.is_absolute() else Path(root if root is not None else workspace_root()) / p
+
+
+def workspace_relative(path: str | os.PathLike, root: str | os.PathLike | None = None) -> str:
+    """`path` relative to the workspace when it lies inside it (else as given, in POSIX form): what a seed or a
+    key derived from a path uses, so that it does not depend on where the clone is."""
+    p = Path(path)
+    base = Path(root if root is not None else workspace_root()).resolve()
+    try:
+        return p.resolve().relative_to(base).as_posix()
+    except ValueError:
+        return p.as_posix()

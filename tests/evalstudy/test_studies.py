@@ -4,6 +4,7 @@ runs, and the parts whose answer is known: the wrong-object condition's ground t
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ def test_the_other_objects_caption_becomes_the_ground_truth(micro_data):
     assert len(cond.queries) + cond.skipped == len(rows)
 
 
-def test_every_point_strategy_gives_n_points_inside_the_image(micro_data):
+def test_every_point_strategy_gives_n_points_inside_the_image(micro_data, tmp_path, monkeypatch):
     from faults.conftest import PRESETS
 
     from virtue.config import load_experiment
@@ -56,6 +57,15 @@ def test_every_point_strategy_gives_n_points_inside_the_image(micro_data):
             assert len(pts) == 9, strategy
             assert all(0 <= x <= w and 0 <= y <= h for x, y in pts), strategy
         assert picker.points("random", image) == picker.points("random", image)  # seeded by the image
+    # ... by its path in the workspace: a clone elsewhere draws the same points
+    root = micro_data["scar"].parent
+    clone = tmp_path / "clone" / Path(images[0]).relative_to(root)
+    clone.parent.mkdir(parents=True)
+    shutil.copy(images[0], clone)
+    monkeypatch.setenv("VIRTUE_ROOT", str(root))
+    here = picker.points("random", images[0])
+    monkeypatch.setenv("VIRTUE_ROOT", str(tmp_path / "clone"))
+    assert picker.points("random", str(clone)) == here
 
 
 def _study(tmp_path: Path, runs: Path, body: str) -> Path:

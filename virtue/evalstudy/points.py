@@ -23,6 +23,7 @@ from ..data.images import load_rgb
 from ..data.prompts import grid_points, to_frame
 from ..data.types import Side
 from ..models.backbones import sam_pixels
+from ..paths import workspace_relative
 from .perturb import centre_click, mask_iou
 
 STRATEGIES = ("grid", "random", "objectness", "saliency", "proposals")
@@ -33,6 +34,7 @@ MAX_AREA = 0.5  # masks over half the image are background, not objects
 
 
 def random_points(n: int, width: int, height: int, key: str) -> tuple[tuple[float, float], ...]:
+    """n points uniform over the image, from a generator seeded by `key` (the image's workspace-relative path)."""
     rng = np.random.default_rng(int(hashlib.sha1(key.encode()).hexdigest()[:12], 16))
     return tuple((float(rng.uniform(0, width)), float(rng.uniform(0, height))) for _ in range(n))
 
@@ -61,7 +63,7 @@ class PointPicker:
             return None
         w, h = load_rgb(image).size
         if strategy == "random":
-            return random_points(self.n, w, h, image)
+            return random_points(self.n, w, h, workspace_relative(image))  # not where the clone lies
         if strategy == "saliency":
             return self.salient(image, w, h)
         if image not in self._masks:  # objectness and proposals read the same SAM-2 pass
