@@ -242,6 +242,9 @@ def bench_table(path: Path, data: dict, root: Path) -> Table | None:
         if not opt and isinstance(r.get("minutes"), dict):
             shown = ", ".join(f"{k} {v:g}" for k, v in r["minutes"].items() if v is not None)
             opt = {"median": r.get("total_minutes_after_first") or 0.0, "unit": "min", "label": shown}
+        if not opt and isinstance(r.get("phase_share"), dict):  # the step profile: the step and where it goes
+            shown = ", ".join(f"{k} {v:.0%}" for k, v in r["phase_share"].items())
+            opt = {"median": r["step_s"], "unit": "s", "label": f"a step: {shown}; padding {r['padding_share']:.0%}"}
         met = r.get("met")
         rows.append(
             {
