@@ -36,9 +36,9 @@ class PhaseClock(Encoder):
         self.seconds: Counter[str] = Counter()
         self.tokens: Counter[str] = Counter()
 
-    def prepare(self, sides, processed=None):
+    def prepare(self, sides, processed=None, *, features=False):
         t = time.perf_counter()
-        out = super().prepare(sides, processed)
+        out = super().prepare(sides, processed, features=features)
         self.seconds["prepare"] += time.perf_counter() - t
         mask = out[0].attention_mask  # [B, L], 1 = real token
         self.tokens["real"] += int(mask.sum())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -59,6 +59,15 @@ class ModelInputs:
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
+
+    @property
+    def has_pixels(self) -> bool:
+        return self.pixel_values is not None or self.sam_pixels is not None
+
+    def without_pixels(self) -> ModelInputs:
+        """These inputs less what only the frozen backbones read (VLM and SAM pixels), as the processor gives
+        with pixels=False: enough for the trained forward once the frozen features are at hand."""
+        return replace(self, pixel_values=None, sam_pixels=None)
 
     def to(self, device: torch.device | str) -> ModelInputs:
         moved = {}

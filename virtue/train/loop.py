@@ -89,6 +89,16 @@ def _schedule(optimizer: torch.optim.Optimizer, tc: TrainConfig) -> torch.optim.
     return torch.optim.lr_scheduler.LambdaLR(optimizer, [factor(g["name"]) for g in optimizer.param_groups])
 
 
+def _has_pixels(inputs: Any) -> bool:
+    """Whether a processor output holds what the frozen backbones read (inputs other than ModelInputs, such
+    as the tests' toy processor's, count as holding it)."""
+    return getattr(inputs, "has_pixels", True)
+
+
+def _without_pixels(inputs: Any) -> Any:
+    return inputs.without_pixels() if hasattr(inputs, "without_pixels") else inputs
+
+
 class Encoder:
     """Sides -> embeddings: the processor, the frozen-feature cache (if any), the trained forward (under
     train.autocast's mixed precision)."""
@@ -99,11 +109,17 @@ class Encoder:
         self.embedder, self.processor, self.device, self.cache = embedder, processor, device, cache
         self.autocast = autocast
 
-    def prepare(self, sides: Sequence[Side], processed: Any = None) -> tuple[Any, dict[str, torch.Tensor] | None]:
+    def prepare(
+        self, sides: Sequence[Side], processed: Any = None, *, features: bool = False
+    ) -> tuple[Any, dict[str, torch.Tensor] | None]:
         """Everything that needs no graph: processed inputs and frozen features. When the cache holds every
         image row, the pixels (only the frozen backbones read them) are neither decoded nor resized.
         processed: the processor's output for `sides`, made ahead by a DataLoader worker; the cache is still
-        looked up here, in step order, so hits and misses are those of a run without workers."""
+        looked up here, in step order, so hits and misses are those of a run without workers.
+        features: run the frozen backbones here even without a cache (GradCache: once per chunk rather than in
+        both passes), for chunks with pixels. Whenever the frozen features are returned, the pixels are not: a
+        GradCache step then holds its image chunks' features (about a tenth of their pixels' size in `tiny`)
+        but one chunk's pixels at a time."""
         frozen = self.cache.lookup(sides) if self.cache is not None else None
         if frozen is not None:
             inputs = self.processor(sides, pixels=False)
@@ -111,12 +127,14 @@ class Encoder:
             inputs = processed if processed is not None else self.processor(sides)
         if self.device != "cpu":
             inputs = inputs.to(self.device)
-        if self.cache is None:
-            return inputs, None
+        if self.cache is None and not (features and _has_pixels(inputs)):
+            return inputs, None  # (text-only rows' features are zeros: cheaper made in the forward than held)
         if frozen is None:
-            frozen = self.embedder.frozen_features(inputs)
-            self.cache.store(sides, frozen)
-        return inputs, {k: v.to(self.device) for k, v in frozen.items()}
+            with torch.no_grad():  # frozen backbones: no graph either way
+                frozen = self.embedder.frozen_features(inputs)
+            if self.cache is not None:
+                self.cache.store(sides, frozen)
+        return _without_pixels(inputs), {k: v.to(self.device) for k, v in frozen.items()}
 
     def forward(self, prepared: tuple[Any, dict[str, torch.Tensor] | None]) -> torch.Tensor:
         inputs, frozen = prepared
@@ -142,12 +160,13 @@ def _step_loss(encoder: Encoder, step: StepInputs | Batch, tc: TrainConfig) -> t
         loss = info_nce(q, t[:b], negatives, temperature=tc.temperature, bidirectional=tc.bidirectional)
         return loss * scale
 
-    def prepare(c: Chunk) -> tuple[Any, dict[str, torch.Tensor] | None]:
-        return encoder.prepare(c.sides, c.processed)
+    def prepare(c: Chunk, features: bool = False) -> tuple[Any, dict[str, torch.Tensor] | None]:
+        return encoder.prepare(c.sides, c.processed, features=features)
 
     # targets: [b positives, then b*k negatives grouped per query]
     if tc.gradcache_chunk:
-        groups = [(encoder.forward, [prepare(c) for c in chunks]) for chunks in (step.queries, step.targets)]
+        # Both passes read each chunk's frozen features, computed once; its pixels are dropped at once.
+        groups = [(encoder.forward, [prepare(c, True) for c in chunks]) for chunks in (step.queries, step.targets)]
         return gradcache_backward(groups, loss_fn) / scale
     (q,), (t,) = step.queries, step.targets  # one chunk each without GradCache
     loss = loss_fn(encoder.forward(prepare(q)), encoder.forward(prepare(t)))
