@@ -92,6 +92,17 @@ def test_dvc_repro_micro(tmp_path):
     assert noise["comparisons"] and all(c["verdict"] for c in noise["comparisons"])
     assert "Prompt robustness (`prompt_noise`" in md and "reports/sweeps/prompt_noise.json" in md
 
+    # every stage's wall time, recorded by its own command (DVC names the stage): one record per stage, none
+    # from the trials and jobs a stage starts
+    from virtue.bench.pipeline import stage_minutes
+    from virtue.cli.stage_clock import log_path
+
+    stages = stage_minutes(ws)
+    records = [json.loads(line) for line in log_path(ws).read_text().splitlines()]
+    assert stages["status"] == "measured" and set(stages["source"].values()) == {"clock"}
+    assert sorted(r["stage"] for r in records) == sorted(stages["minutes"])  # one each
+    assert "sweep@connector_depth" in stages["minutes"] and all(r["exit"] == 0 for r in records)
+
     st = dvc(ws, "status")
     assert st.returncode == 0 and "up to date" in st.stdout, st.stdout
     again = dvc(ws, "repro")

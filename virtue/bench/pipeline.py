@@ -1,9 +1,11 @@
 """(d) `dvc repro` with nothing to do, and (e) per-stage minutes of the full default `dvc repro`.
 
 (d) runs only when dvc.lock exists and `dvc status` reports nothing changed (otherwise `dvc repro` would
-start real work, which a benchmark must not do). (e) DVC records no stage durations; when dvc.lock exists
-each stage's end is estimated as the newest modification time among its outputs, and its minutes as the gap
-to the previous stage's end (valid for one sequential full `dvc repro`, which is what the default runs)."""
+start real work, which a benchmark must not do). (e) DVC records no stage durations; the `virtue` command of
+each stage records its own in runs/stage-times.jsonl (virtue/cli/stage_clock.py), and a stage's minutes are
+its latest successful record's. A stage without one (run by an older version) is estimated: its end as the
+newest modification time among its outputs, its minutes as the gap to the previous stage's end (valid only
+for one sequential full `dvc repro` whose outputs nothing has touched since, not even a `git checkout`)."""
 
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ def _newest_mtime(path: Path) -> float | None:
 
 
 def stage_minutes(root: Path) -> dict:
+    from ..cli.stage_clock import LOG, read_stage_times
     from ..config.yamlfile import read_yaml
 
     name = "dvc_repro_stages"
@@ -64,24 +67,36 @@ def stage_minutes(root: Path) -> dict:
     if not lock.is_file():
         return skipped(name, f"{root}: no dvc.lock: the full default `dvc repro` has not been run here")
     stages = (read_yaml(lock) or {}).get("stages", {})
+    clocked = read_stage_times(root)
     ends = {}
     for stage, info in stages.items():
         times = [t for o in info.get("outs", []) if (t := _newest_mtime(root / o["path"])) is not None]
-        if times:
+        if stage in clocked:
+            ends[stage] = clocked[stage]["end"]
+        elif times:
             ends[stage] = max(times)
     if not ends:
         return skipped(name, "dvc.lock names no outputs present in the workspace")
     order = sorted(ends, key=ends.get)
-    minutes = {order[0]: None}  # the first stage's start is not recorded anywhere
-    for prev, stage in zip(order, order[1:], strict=False):
-        minutes[stage] = round((ends[stage] - ends[prev]) / 60, 2)
+    minutes: dict[str, float | None] = {}
+    source: dict[str, str] = {}
+    for i, stage in enumerate(order):
+        if stage in clocked:
+            minutes[stage], source[stage] = round(clocked[stage]["seconds"] / 60, 2), "clock"
+        else:  # the first stage's start is recorded nowhere
+            gap = (ends[stage] - ends[order[i - 1]]) / 60 if i else None
+            minutes[stage], source[stage] = (None if gap is None else round(gap, 2)), "mtime"
     known = [m for m in minutes.values() if m is not None]
+    all_clocked = all(v == "clock" for v in source.values())
     return {
         "name": name,
-        "status": "estimated",
+        "status": "measured" if all_clocked else "estimated",
         "minutes": minutes,
+        "source": source,
         "total_minutes_after_first": round(sum(known), 2),
+        "total_minutes": round(sum(known), 2) if all_clocked else None,
         "method": (__doc__ or "").split("\n\n", 1)[1].replace("\n", " "),
         "median_stage_minutes": median(known) if known else None,
         "generated_from": os.path.relpath(lock, root),
+        "clock_log": str(LOG) if clocked else None,
     }

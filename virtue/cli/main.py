@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import UserError
+from .stage_clock import stage_clock
 
 
 def command_modules() -> list[str]:
@@ -34,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    with stage_clock() as clocked:
+        clocked["exit"] = _run(args)
+        return clocked["exit"]
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as e:
