@@ -70,10 +70,11 @@ def stage_minutes(root: Path) -> dict:
     clocked = read_stage_times(root)
     ends = {}
     for stage, info in stages.items():
-        times = [t for o in info.get("outs", []) if (t := _newest_mtime(root / o["path"])) is not None]
         if stage in clocked:
             ends[stage] = clocked[stage]["end"]
-        elif times:
+            continue  # no walk over its outputs' files
+        times = [t for o in info.get("outs", []) if (t := _newest_mtime(root / o["path"])) is not None]
+        if times:
             ends[stage] = max(times)
     if not ends:
         return skipped(name, "dvc.lock names no outputs present in the workspace")
