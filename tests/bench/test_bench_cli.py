@@ -67,8 +67,14 @@ def test_quick_bench_writes_json_and_table(tmp_path, run_cli):
     assert res["feature_cache_sweep"]["frozen_share_of_step"]["share"] > 0
     dedup = res["cell_dedup"]  # every study's reference cell is one: fewer distinct cells than trials
     assert 0 < dedup["distinct_cells"] < dedup["planned_trials"] and dedup["ratio"] < 1
-    minutes = [x["minutes"] for x in res["answered_cell_minutes"]["levers"]]
-    assert len(minutes) == 5 and minutes[-1] < minutes[0]  # the levers together make a cell cheaper
+    cost = res["answered_cell_minutes"]
+    minutes = [x["minutes"] for x in cost["levers"]]
+    assert len(minutes) == 6 and minutes[4] < minutes[0]  # the adopted levers together make a cell cheaper
+    # the last row, torch.compile (not adopted), scales the training part of the fifth by the compiled step's ratio
+    assert minutes[4] == pytest.approx(cost["parts"]["train"] + cost["parts"]["eval"])
+    ratio = res["train_step_compile"]["ratio"]
+    assert minutes[5] == pytest.approx(cost["parts"]["train"] * ratio + cost["parts"]["eval"])
+    assert cost["levers"][5]["adopted"] is False and "not adopted" in r.stdout
     profile = res["train_step_profile"]  # the phases make up the step (quick: 2 timed steps, medians = means)
     assert sum(profile["phases_s"].values()) == pytest.approx(profile["step_s"], rel=0.05)
     assert all(v > 0 for v in profile["phase_share"].values()) and 0 <= profile["padding_share"] < 0.5

@@ -138,7 +138,9 @@ def study_levers(ws: BenchWorkspace, *, repeats: int, steps: int, budget: dict) 
     after_dedup = cell_minutes(fastest, median(warm.values), distinct / planned)
     # the main path's runs are cells too: they are trained anyway, the studies only evaluate them
     trained = distinct - by_main
-    after_main = (s_steps * fastest * trained + queries * median(warm.values) * distinct) / planned / 60
+    train_part = s_steps * fastest * trained / planned / 60  # minutes per planned trial, training and evaluation
+    eval_part = queries * median(warm.values) * distinct / planned / 60
+    after_main = train_part + eval_part
     cost = {
         "name": "answered_cell_minutes",
         "status": "measured",
@@ -152,6 +154,7 @@ def study_levers(ws: BenchWorkspace, *, repeats: int, steps: int, budget: dict) 
             {"lever": f"+ the main path's runs as cells ({trained} of {distinct} to train)", "minutes": after_main},
         ],
         "ratio_all_levers": after_main / base,
+        "parts": {"train": train_part, "eval": eval_part},  # of the last lever's minutes (compile_lever scales one)
         "method": (__doc__ or "").replace("\n", " "),
     }
     return [
@@ -166,3 +169,17 @@ def study_levers(ws: BenchWorkspace, *, repeats: int, steps: int, budget: dict) 
          "are the main path's trained variants"},  # fmt: skip
         cost,
     ]
+
+
+def compile_lever(results: list[dict]) -> None:
+    """Add to answered_cell_minutes what torch.compile would make of it: its training part times the compiled
+    step's ratio from train_step_compile (the same study batch and dtype). A row apart from the adopted levers,
+    since the pipeline does not compile; nothing is added when the compiled step could not be measured."""
+    by_name = {r["name"]: r for r in results}
+    cost, compiled = by_name.get("answered_cell_minutes"), by_name.get("train_step_compile")
+    if cost is None or compiled is None or compiled["status"] != "measured":
+        return
+    minutes = cost["parts"]["train"] * compiled["ratio"] + cost["parts"]["eval"]
+    label = f"+ torch.compile of the LLM's decoder layers ({compiled['backend']}; not yet used by the pipeline)"
+    cost["levers"].append({"lever": label, "minutes": minutes, "adopted": False})
+    cost["ratio_with_compile"] = minutes / cost["levers"][0]["minutes"]

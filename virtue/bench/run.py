@@ -50,7 +50,7 @@ def run_bench(out: str | os.PathLike, *, quick: bool = False) -> dict:
     from ..orchestrate.budget import read_budget
     from .cache_sweep import cache_sweep
     from .eval_speed import eval_throughput
-    from .levers import study_levers
+    from .levers import compile_lever, study_levers
     from .memory import gradcache_memory
     from .pipeline import noop_repro, stage_minutes
     from .step_profile import step_profile
@@ -74,6 +74,7 @@ def run_bench(out: str | os.PathLike, *, quick: bool = False) -> dict:
             fast = next(r["fastest"] for r in results if r["name"] == "train_step_dtype")
             profile = dict(repeats=sizes.lever_repeats, steps=sizes.profile_steps, budget=budget, dtype=fast)
             results += _clocked(lambda: step_profile(ws, **profile, quick=quick))
+            compile_lever(results)
         root = workspace_root()
         results += _clocked(lambda: [noop_repro(root, sizes.dvc_repeats)])
         results += _clocked(lambda: [stage_minutes(root)])
@@ -134,7 +135,9 @@ def format_table(report: dict) -> str:
             rows.append((name, f"{_num(r['step_s'], 's')}: {shares}; padding {r['padding_share']:.0%}", "", "", "-",
                          "-"))  # fmt: skip
         elif name == "answered_cell_minutes":
-            steps = " -> ".join(f"{x['minutes']:.2g}" for x in r["levers"])
+            steps = " -> ".join(f"{x['minutes']:.2g}" for x in r["levers"] if x.get("adopted", True))
+            steps += "".join(f" (torch.compile, not adopted: {x['minutes']:.2g})" for x in r["levers"]
+                             if not x.get("adopted", True))  # fmt: skip
             rows.append((name, f"{steps} min", "", f"{r['ratio_all_levers']:.2f}x", "-", "-"))
         else:
             stages = ", ".join(f"{k}: {_num(v, 'min')}" for k, v in r["minutes"].items())
