@@ -138,7 +138,8 @@ def study_levers(ws: BenchWorkspace, *, repeats: int, steps: int, budget: dict) 
     after_dedup = cell_minutes(fastest, median(warm.values), distinct / planned)
     # the main path's runs are cells too: they are trained anyway, the studies only evaluate them
     trained = distinct - by_main
-    train_part = s_steps * fastest * trained / planned / 60  # minutes per planned trial, training and evaluation
+    # minutes per planned trial, training and evaluation apart (compile_lever scales the training part)
+    train_part = s_steps * fastest * trained / planned / 60
     eval_part = queries * median(warm.values) * distinct / planned / 60
     after_main = train_part + eval_part
     cost = {
@@ -154,7 +155,7 @@ def study_levers(ws: BenchWorkspace, *, repeats: int, steps: int, budget: dict) 
             {"lever": f"+ the main path's runs as cells ({trained} of {distinct} to train)", "minutes": after_main},
         ],
         "ratio_all_levers": after_main / base,
-        "parts": {"train": train_part, "eval": eval_part},  # of the last lever's minutes (compile_lever scales one)
+        "parts": {"train": train_part, "eval": eval_part},  # the last adopted lever's minutes
         "method": (__doc__ or "").replace("\n", " "),
     }
     return [
