@@ -5,8 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
+
+from virtue.config import load_experiment
+
+PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
 
 def _read_only(folder):
@@ -70,11 +76,16 @@ def test_quick_bench_writes_json_and_table(tmp_path, run_cli):
     cost = res["answered_cell_minutes"]
     minutes = [x["minutes"] for x in cost["levers"]]
     assert len(minutes) == 6 and minutes[4] < minutes[0]  # the adopted levers together make a cell cheaper
-    # the last row, torch.compile (not adopted), scales the training part of the fifth by the compiled step's ratio
+    # the last row, torch.compile, scales the training part of the fifth by the compiled step's ratio; adopted
+    # (in ratio_all_levers) where params.yaml's train.compile resolves to inductor, as the trials then train
     assert minutes[4] == pytest.approx(cost["parts"]["train"] + cost["parts"]["eval"])
     ratio = res["train_step_compile"]["ratio"]
     assert minutes[5] == pytest.approx(cost["parts"]["train"] * ratio + cost["parts"]["eval"])
-    assert cost["levers"][5]["adopted"] is False and "not adopted" in r.stdout
+    adopted = load_experiment("tiny", ["train.compile=" + yaml.safe_load(PARAMS.read_text())["train"]["compile"]])
+    assert cost["levers"][5]["adopted"] is (adopted.train.compile == "inductor")
+    last = minutes[5] if cost["levers"][5]["adopted"] else minutes[4]
+    assert cost["ratio_all_levers"] == pytest.approx(last / minutes[0])
+    assert ("not adopted" in r.stdout) is not cost["levers"][5]["adopted"]
     profile = res["train_step_profile"]  # the phases make up the step (quick: 2 timed steps, medians = means)
     assert sum(profile["phases_s"].values()) == pytest.approx(profile["step_s"], rel=0.05)
     assert all(v > 0 for v in profile["phase_share"].values()) and 0 <= profile["padding_share"] < 0.5

@@ -42,7 +42,8 @@ def test_dvc_repro_micro(tmp_path):
             "i2i_eval_queries": 3,
         },
         pretrain={"sam": {"steps": 2}, "vlm": {"steps": 2}},
-        train={"steps": 2, "batch_size": 8, "warmup_steps": 0, "hard_negatives": 3},  # params.yaml overrides micro.yaml
+        # params.yaml overrides micro.yaml; eager (compiling costs more than 2 steps: tests/train/test_compile.py)
+        train={"steps": 2, "batch_size": 8, "warmup_steps": 0, "hard_negatives": 3, "compile": "off"},
         eval={"batch_size": 16},
         sweeps={"studies": ["connector_depth"], "steps": None, "seeds": 1, "trials": 1, "workers": 2},
         evalstudies=["prompt_noise"],

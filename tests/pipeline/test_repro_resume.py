@@ -35,7 +35,7 @@ def test_dvc_repro_after_a_killed_driver_resumes_training_from_the_checkpoint(tm
         synth={"scar_train_per_subset": 16, "scar_eval_per_subset": 4, "mmeb_train_per_task": 8,
                "mmeb_eval_per_task": 4, "i2i_eval_queries": 3},  # fmt: skip
         pretrain={"sam": {"steps": 2}, "vlm": {"steps": 2}},
-        train={"steps": STEPS, "batch_size": 8, "warmup_steps": 0, "hard_negatives": 3},
+        train={"steps": STEPS, "batch_size": 8, "warmup_steps": 0, "hard_negatives": 3, "compile": "off"},
         variants=["virtue"],
     )
     e = {k: v for k, v in env().items() if k not in ("VIRTUE_ROOT", "MLFLOW_TRACKING_URI")}

@@ -172,15 +172,23 @@ def study_levers(ws: BenchWorkspace, *, repeats: int, steps: int, budget: dict) 
     ]
 
 
-def compile_lever(results: list[dict]) -> None:
-    """Add to answered_cell_minutes what torch.compile would make of it: its training part times the compiled
-    step's ratio from train_step_compile (the same study batch and dtype). A row apart from the adopted levers,
-    since the pipeline does not compile; nothing is added when the compiled step could not be measured."""
+def compile_lever(results: list[dict], budget: dict) -> None:
+    """Add to answered_cell_minutes what torch.compile makes of it: its training part times the compiled step's
+    ratio from train_step_compile (the same study batch and dtype). Adopted (a lever of ratio_all_levers) when
+    the budget's train.compile resolves to inductor on this machine, as the sweep trials then train; a row
+    apart otherwise. Nothing is added when the compiled step could not be measured."""
+    from ..config.train import native_compile
+
     by_name = {r["name"]: r for r in results}
     cost, compiled = by_name.get("answered_cell_minutes"), by_name.get("train_step_compile")
     if cost is None or compiled is None or compiled["status"] != "measured":
         return
+    mode = next((s.split("=", 1)[1] for s in budget["sets"] if s.startswith("train.compile=")), "off")
+    adopted = (native_compile() if mode == "auto" else mode) == "inductor"
     minutes = cost["parts"]["train"] * compiled["ratio"] + cost["parts"]["eval"]
-    label = f"+ torch.compile of the LLM's decoder layers ({compiled['backend']}; not yet used by the pipeline)"
-    cost["levers"].append({"lever": label, "minutes": minutes, "adopted": False})
+    use = f"train.compile={mode}" + ("" if adopted else ": off on this machine, not adopted")
+    label = f"+ torch.compile of the LLM's decoder layers ({compiled['backend']}; {use})"
+    cost["levers"].append({"lever": label, "minutes": minutes, "adopted": adopted})
     cost["ratio_with_compile"] = minutes / cost["levers"][0]["minutes"]
+    if adopted:
+        cost["ratio_all_levers"] = cost["ratio_with_compile"]

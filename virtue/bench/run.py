@@ -74,7 +74,7 @@ def run_bench(out: str | os.PathLike, *, quick: bool = False) -> dict:
             fast = next(r["fastest"] for r in results if r["name"] == "train_step_dtype")
             profile = dict(repeats=sizes.lever_repeats, steps=sizes.profile_steps, budget=budget, dtype=fast)
             results += _clocked(lambda: step_profile(ws, **profile, quick=quick))
-            compile_lever(results)
+            compile_lever(results, budget)
         root = workspace_root()
         results += _clocked(lambda: [noop_repro(root, sizes.dvc_repeats)])
         results += _clocked(lambda: [stage_minutes(root)])
@@ -136,7 +136,7 @@ def format_table(report: dict) -> str:
                          "-"))  # fmt: skip
         elif name == "answered_cell_minutes":
             steps = " -> ".join(f"{x['minutes']:.2g}" for x in r["levers"] if x.get("adopted", True))
-            steps += "".join(f" (torch.compile, not adopted: {x['minutes']:.2g})" for x in r["levers"]
+            steps += "".join(f" (not adopted here: {x['minutes']:.2g})" for x in r["levers"]
                              if not x.get("adopted", True))  # fmt: skip
             rows.append((name, f"{steps} min", "", f"{r['ratio_all_levers']:.2f}x", "-", "-"))
         else:

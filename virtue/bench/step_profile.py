@@ -19,8 +19,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-import torch
-
+from ..train.compile import CompiledLayers
 from ..train.loop import Encoder
 from .common import BenchWorkspace, Side, comparison, log, median, skipped
 from .levers import step_setup
@@ -52,20 +51,17 @@ class PhaseClock(Encoder):
         return out
 
 
-def decoder_layers(embedder) -> torch.nn.ModuleList:
-    return embedder.vlm.language_model.layers
-
-
 def _steps(ws: BenchWorkspace, dtype: str, batch: int, negatives: int, steps: int, backend: str | None):
     """(per-step phase seconds, steady-state step seconds, warm-up seconds, padding share). backend: None for
     eager, else the torch.compile backend each decoder layer is compiled with."""
+    cfg, embedder, clock, optimizer, batches = step_setup(ws, dtype, batch, negatives, steps, PhaseClock)
+    with CompiledLayers(embedder, backend or "off").active():  # as the trainer compiles with train.compile
+        return _timed_steps(cfg, clock, optimizer, batches)
+
+
+def _timed_steps(cfg, clock, optimizer, batches):
     from ..train.loop import _step_loss
 
-    cfg, embedder, clock, optimizer, batches = step_setup(ws, dtype, batch, negatives, steps, PhaseClock)
-    if backend is not None:
-        layers = decoder_layers(embedder)
-        for i, layer in enumerate(layers):
-            layers[i] = torch.compile(layer, backend=backend, dynamic=True)
     warm = 2  # eager: allocator and caches; compiled: the first compile and the recompile for dynamic shapes
     step_s, phases, warmup = [], [], 0.0
     clock.tokens.clear()  # padding over every step's batches (the setup's cache filling left out)

@@ -66,12 +66,15 @@ def read_budget(path: str | os.PathLike) -> Budget:
         f"pretrain.seed={g('pretrain.seed')}",
         f"pretrain.sam.steps={g('pretrain.sam.steps')}",
     ]
+    t = g("train")
+    if "compile" in t:  # (absent: the schema's default, eager)
+        sets.append(f"train.compile={t['compile']}")
     from ..data.synth.mmeb import TASKS
     from ..data.synth.scar import SUBSETS
 
     queries = len(SUBSETS) * int(g("synth.scar_eval_per_subset")) + len(TASKS) * int(g("synth.mmeb_eval_per_task"))
-    t = g("train")
-    main = [f"train.{k}={t[k]}" for k in ("seed", "source", "steps", "batch_size", "warmup_steps", "hard_negatives")]
+    keys = ("seed", "source", "steps", "batch_size", "warmup_steps", "hard_negatives", "compile")
+    main = [f"train.{k}={t[k]}" for k in keys if k in t]
     return Budget(
         sets=sets,
         seeds=int(g("sweeps.seeds")),

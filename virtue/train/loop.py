@@ -38,6 +38,7 @@ from .checkpoint import (
     save_checkpoint,
     save_weights,
 )
+from .compile import CompiledLayers
 from .distributed import DistEnv, average_gradients, broadcast_parameters, init_distributed, seed_everything
 from .gradcache import gradcache_backward
 from .loss import backward_scale, info_nce
@@ -234,6 +235,7 @@ def fit(
     logged, by the caller, who also closes it)."""
     tc, env = cfg.train, env or DistEnv()
     run_dir = Path(run_dir)
+    compiled = CompiledLayers(embedder, tc.compile)  # refuses inductor without a C++ compiler, before any write
     if env.is_main:
         check_run_folder(cfg, run_dir)  # before anything in the folder is written
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -248,7 +250,8 @@ def fit(
         trim_metrics(run_dir / "metrics.jsonl", start)
         tracker = tracker or LocalTracker(run_dir)
     embedder.train()
-    _run_steps(state, encoder, dataset, start, tc, env, tracker, on_step)
+    with compiled.active():  # train.compile; eager again after
+        _run_steps(state, encoder, dataset, start, tc, env, tracker, on_step, compiled)
     state.checkpoint(tc.steps)
     if env.is_main:
         _save_result(cfg, run_dir, embedder, tracker)
@@ -287,9 +290,11 @@ def _run_steps(
     env: DistEnv,
     tracker: Tracker | None,
     on_step: StepHook | None,
+    compiled: CompiledLayers,
 ) -> None:
     """Optimizer steps start..train.steps with a progress bar; a stop signal checkpoints and raises
-    TrainingInterrupted; a checkpoint every train.checkpoint_every steps; then fit's on_step hook."""
+    TrainingInterrupted; a checkpoint every train.checkpoint_every steps; then fit's on_step hook, with the
+    decoder layers eager (the evaluation a run reports is of the eager model)."""
     loader = step_inputs(
         dataset, start, tc.steps, num_workers=tc.num_workers, prefetch_factor=tc.prefetch_factor,
         pin_memory=env.device.startswith("cuda"),
@@ -315,7 +320,8 @@ def _run_steps(
             if tc.checkpoint_every and done % tc.checkpoint_every == 0 and done < tc.steps:
                 state.checkpoint(done)
             if on_step is not None:
-                on_step(done, encoder.embedder, encoder.processor)
+                with compiled.paused():
+                    on_step(done, encoder.embedder, encoder.processor)
             t0 = time.perf_counter()
 
 
