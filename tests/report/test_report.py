@@ -284,7 +284,7 @@ def test_training_of_each_run_is_stated_from_its_run_folder(workspace):
     from virtue.config import load_experiment, write_resolved
 
     both = ["train.source=both", "train.steps=640", "train.batch_size=32", "train.hard_negatives=3"]
-    both.append("train.hard_negative_kinds=[relation,scene]")
+    both += ["train.hard_negative_kinds=[relation,scene]", "train.compile=inductor"]
     write_resolved(load_experiment("tiny", both), workspace / "runs" / "tiny-virtue")
     write_resolved(load_experiment("tiny", ["train.source=scar", "train.steps=7"]), workspace / "runs" / "tiny-global")
     md = build_report(workspace / "runs", workspace / "reports", prefix="tiny").read_text()
@@ -293,6 +293,7 @@ def test_training_of_each_run_is_stated_from_its_run_folder(workspace):
     assert len(lines) == 2, lines  # crop's training folder has no config
     assert lines[0].startswith("- tiny-virtue: 640 steps of 32 queries, 3 hard negatives")
     assert "SCaR and MMEB" in lines[0] and "(drawn from the kinds relation, scene)" in lines[0]
+    assert lines[0].endswith("under torch.compile (inductor) while training")  # global's (eager) says nothing
     assert lines[1].startswith("- tiny-global: 7 steps") and lines[1].endswith("on the SCaR training set")
 
 

@@ -158,8 +158,11 @@ def training_lines(runs: list[EvaluatedRun]) -> list[str]:
         data = TRAINING_DATA.get(t.get("source", "scar"), str(t.get("source")))
         kinds = t.get("hard_negative_kinds") or []
         drawn = f" (drawn from the kinds {', '.join(kinds)})" if kinds else ""
+        compiled = "; the LLM's decoder layers under torch.compile (inductor) while training" if (
+            t.get("compile") == "inductor"
+        ) else ""  # fmt: skip
         lines.append(
             f"{r.name}: {t.get('steps')} steps of {t.get('batch_size')} queries, "
-            f"{t.get('hard_negatives', 0)} hard negatives per query that has distractors{drawn}, on {data}"
+            f"{t.get('hard_negatives', 0)} hard negatives per query that has distractors{drawn}, on {data}{compiled}"
         )
     return lines
