@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from .base import Section
+from .machine import cpu_has_amx, cuda_available
 
 
 def seg_token_side(seg_tokens: int, map_side: int) -> int:
@@ -160,23 +161,6 @@ class ModelConfig(Section):
         return self
 
 
-def cpu_has_amx() -> bool:
-    """Intel AMX tiles (Sapphire Rapids and later): oneDNN's bfloat16 matmuls run on them, far faster than
-    float32; without them bfloat16 is emulated with AVX-512 and slower than float32."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return any(line.startswith("flags") and " amx_bf16" in line for line in f)
-    except OSError:
-        return False
-
-
 def native_dtype() -> str:
     """model.dtype=auto: bfloat16 where it is the fast path (CUDA, AMX), else float32."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return "bfloat16"
-    except ImportError:
-        pass
-    return "bfloat16" if cpu_has_amx() else "float32"
+    return "bfloat16" if cuda_available() or cpu_has_amx() else "float32"

@@ -1,12 +1,11 @@
 """`train:` and `pretrain:` - contrastive training of the embedder, and the embedded default's backbones."""
 
-import os
-import shutil
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from .base import OutputDir, Section
+from .machine import cpp_compiler, cuda_available
 
 
 class TrainConfig(Section):
@@ -119,24 +118,9 @@ class TrainConfig(Section):
         return "off" if v is False else v  # YAML reads a bare `off` as false
 
 
-def cpp_compiler() -> str | None:
-    """The C++ compiler inductor would use on CPU ($CXX, else the first of c++, g++, clang++ on PATH)."""
-    cxx = os.environ.get("CXX")
-    if cxx:
-        return shutil.which(cxx)
-    return next((p for p in map(shutil.which, ("c++", "g++", "clang++")) if p), None)
-
-
 def native_compile() -> str:
     """train.compile=auto: inductor where it is measured to pay (a CPU with a C++ compiler), else off."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return "off"
-    except ImportError:
-        pass
-    return "inductor" if cpp_compiler() else "off"
+    return "inductor" if not cuda_available() and cpp_compiler() else "off"
 
 
 # The flat keys of `pretrain:` before its nested `sam:` / `vlm:` sections: given, they fail naming the new key.

@@ -82,7 +82,10 @@ def resources(executor: str, workers: int, threads: int | None, slurm: LauncherC
 
 
 def estimate(spec: StudySpec, to_train: int, to_eval: int, workers: int) -> str:
-    """Wall time from measured costs (sweep.trial_minutes), or why there is none."""
+    """Wall time from measured costs (sweep.trial_minutes), or why there is none: each trial trains (or not)
+    and runs the study's evaluations (the plain one and its `evals`), longest first onto the free worker.
+    Cells with prompts the frozen-feature cache has not seen train slower (their first pass computes SAM-2
+    and the vision tower): the estimate does not know which."""
     from .sweep import trial_minutes
 
     train_min, eval_min = trial_minutes(spec)
@@ -91,9 +94,19 @@ def estimate(spec: StudySpec, to_train: int, to_eval: int, workers: int) -> str:
     if to_train and train_min is None:
         return "time unknown until a first trial has trained (no measured step cost yet)"
     eval_min = eval_min if eval_min is not None else 1.0
-    work = to_train * (train_min or 0.0) + (to_train + to_eval) * eval_min
-    at_once = max(1, min(workers, to_train + to_eval))
-    return f"about {work / at_once:.0f} min ({train_min or 0:.1f} min to train a cell, {eval_min:.1f} to evaluate)"
+    evaluations = 1 + len(spec.evals)
+    trials = [(train_min or 0.0) + evaluations * eval_min] * to_train + [evaluations * eval_min] * to_eval
+    return (f"about {makespan(trials, workers):.0f} min ({train_min or 0:.1f} min to train a cell, "
+            f"{eval_min:.1f} for each of {evaluations} evaluation(s))")  # fmt: skip
+
+
+def makespan(durations: list[float], workers: int) -> float:
+    """Finish time of `durations` on `workers` workers, longest first, each to the first free worker."""
+    free = [0.0] * max(1, workers)
+    for d in sorted(durations, reverse=True):
+        i = free.index(min(free))
+        free[i] += d
+    return max(free)
 
 
 def _changed(spec: StudySpec) -> list[str]:

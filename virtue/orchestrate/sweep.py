@@ -103,9 +103,10 @@ def check_inputs(spec: StudySpec, url: str, restart: bool) -> None:
 
 
 def trial_minutes(spec: StudySpec) -> tuple[float | None, float | None]:
-    """Measured minutes of one trial of this study, training and evaluation apart: medians over the cells
-    already finished anywhere in the workspace (training scaled to this study's steps), else the main path's
-    step time for the training. None where nothing has been measured yet."""
+    """Measured minutes of this study's training of a cell and of one evaluation: medians over the cells
+    already finished anywhere in the workspace (training scaled to this study's steps; evaluation per
+    evaluation run, a trial of a study with further `evals` runs several), else the main path's step time for
+    the training. None where nothing has been measured yet."""
     import json
 
     from ..config import load_resolved
@@ -121,8 +122,8 @@ def trial_minutes(spec: StudySpec) -> tuple[float | None, float | None]:
             continue
         if timing.get("train_s", 0) > 60:  # a cell trained here (not found trained, not a micro objective)
             train.append(timing["train_s"] * steps / max(1, trained))
-        if "eval_s" in timing:
-            evals.append(timing["eval_s"])
+        if timing.get("evaluations", 1) and "eval_s" in timing:  # (results before the count: one)
+            evals.append(timing["eval_s"] / timing.get("evaluations", 1))
     if not train:  # no cell trained yet: the main path's step time (its runs log samples/s per step)
         for log in (p for folder in ADOPT_FROM for p in (workspace_root() / folder).glob("*/metrics.jsonl")):
             with contextlib.suppress(OSError, ValueError, UserError):

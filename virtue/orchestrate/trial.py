@@ -68,11 +68,20 @@ def run_trial(cfg: ExperimentConfig, *, tracker=None, context: TrialContext | No
                 raise  # not reached: hand_back_signal exits or raises
         context.timings["train_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        out = workspace_root() / Path(cfg.eval.output_dir.format(name=cfg.name))
-        metrics = finished_evaluation(out, cfg) or evaluate(cfg, run_dir, out_dir=out)
+        ran = 0  # evaluations run here (not read back): the time estimates' unit
+
+        def evaluation(c: ExperimentConfig, out: Path) -> dict:
+            nonlocal ran
+            found = finished_evaluation(out, c)
+            if found:
+                return found
+            ran += 1
+            return evaluate(c, run_dir, out_dir=out)
+
+        metrics = evaluation(cfg, workspace_root() / Path(cfg.eval.output_dir.format(name=cfg.name)))
         for name, overrides in context.evals:
-            other = with_overrides(cfg, [*overrides, f"eval.output_dir={evaluation_dir(run_dir, name)}"])
             out = evaluation_dir(run_dir, name)
-            metrics[name] = finished_evaluation(out, other) or evaluate(other, run_dir, out_dir=out)
+            metrics[name] = evaluation(with_overrides(cfg, [*overrides, f"eval.output_dir={out}"]), out)
         context.timings["eval_s"] = time.perf_counter() - start
+        context.timings["evaluations"] = ran
     return metrics

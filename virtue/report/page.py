@@ -167,7 +167,7 @@ def build_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, *, pre
 
 def machine_line(runs) -> str:
     """Which dtype the frozen backbones ran in (model.dtype=auto picks it per machine) and on what CPU."""
-    from ..config.model import cpu_has_amx
+    from ..config.machine import cpu_has_amx
 
     dtypes = set()
     for r in runs:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..config.train import cpp_compiler
+from ..config.machine import cpp_compiler
 from ..errors import UserError
 
 
@@ -30,8 +30,8 @@ class CompiledLayers:
     first call inside `active()`."""
 
     def __init__(self, embedder: Any, mode: str):
-        on_cpu = mode == "inductor" and next(embedder.parameters()).device.type == "cpu"
-        if on_cpu and cpp_compiler() is None:
+        inductor_on_cpu = mode == "inductor" and next(embedder.parameters()).device.type == "cpu"
+        if inductor_on_cpu and cpp_compiler() is None:
             raise UserError(
                 "train.compile: inductor needs a C++ compiler on CPU and none was found ($CXX, c++, "
                 "g++, clang++): install one, or set train.compile=off (auto: off where none is found)"
