@@ -177,14 +177,14 @@ def compile_lever(results: list[dict], budget: dict) -> None:
     ratio from train_step_compile (the same study batch and dtype). Adopted (a lever of ratio_all_levers) when
     the budget's train.compile resolves to inductor on this machine, as the sweep trials then train; a row
     apart otherwise. Nothing is added when the compiled step could not be measured."""
-    from ..config.train import native_compile
+    from ..config.train import TrainConfig
 
     by_name = {r["name"]: r for r in results}
     cost, compiled = by_name.get("answered_cell_minutes"), by_name.get("train_step_compile")
     if cost is None or compiled is None or compiled["status"] != "measured":
         return
     mode = next((s.split("=", 1)[1] for s in budget["sets"] if s.startswith("train.compile=")), "off")
-    adopted = (native_compile() if mode == "auto" else mode) == "inductor"
+    adopted = TrainConfig(compile=mode).compile == "inductor"  # resolved as the trials' configs are
     minutes = cost["parts"]["train"] * compiled["ratio"] + cost["parts"]["eval"]
     use = f"train.compile={mode}" + ("" if adopted else ": off on this machine, not adopted")
     label = f"+ torch.compile of the LLM's decoder layers ({compiled['backend']}; {use})"
